@@ -20,6 +20,7 @@ def to_jsonable(x):
     if isinstance(x, (float, np.floating)): return float(x) if math.isfinite(x) else None
     if isinstance(x, (np.bool_,)): return bool(x)
     if isinstance(x, Path): return str(x)
+    if type(x).__name__ in ('NAType', 'NaTType'): return None
     return x
 
 def save_metrics(out_dir, section: str, metrics: dict, timing: dict | None = None) -> Path | None:
