@@ -6,7 +6,8 @@ import json, math
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['RENDERERS', 'SECTION_ORDER', 'fmt', 'md_table', 'render_generic', 'section_md', 'write_report']
+__all__ = ['RENDERERS', 'SECTION_ORDER', 'PAPER_GLOBAL_PR', 'fmt', 'md_table', 'render_generic', 'section_md', 'write_report',
+           'render_structure', 'render_gradient']
 
 # %% ../nbs/21_report.ipynb #e809ebbd
 def fmt(x, spec='.3f') -> str:
@@ -67,3 +68,63 @@ def write_report(run_dir, metrics: dict | None = None) -> Path:
     p = run_dir/'REPORT.md'
     p.write_text('\n'.join(head + body))
     return p
+
+# %% ../nbs/21_report.ipynb #4ab772ea
+PAPER_GLOBAL_PR = 4.26
+
+def _label(matrix: str) -> str:
+    import re
+    m = re.search(r'\.h\.(\d+)\.(?:attn|mlp)\.(\w+)$', matrix)
+    return f"L{m.group(1)} {m.group(2)}" if m else matrix
+
+def _pct(x): return None if x is None else 100 * x
+
+def render_structure(m: dict, run_dir=None) -> str:
+    g = m['global']
+    rows = [dict(metric='Global PR (of K = %d)' % g['K'], ours=fmt(g['PR'], '.2f') + f" [{fmt(g['PR_ci_low'], '.2f')}, {fmt(g['PR_ci_high'], '.2f')}]", paper='4.26'),
+            dict(metric='PR of isotropic noise, same shape', ours=fmt(g['PR_null'], '.2f'), paper='—'),
+            dict(metric='bias-corrected PR', ours=fmt(g['PR_corrected'], '.2f'), paper='—'),
+            dict(metric='PC1 variance', ours=fmt(_pct(g['PC1']), '.1f') + '%', paper='42.5%'),
+            dict(metric='components for 95%', ours=fmt(g['k95']), paper='7')]
+    out = [md_table(rows)]
+    layers = [r for r in m.get('paper', []) if r['label'] != 'global']
+    if layers:
+        out.append("\nThe paper's per-layer table (rows the paper reports; — where our model has no such matrix):\n")
+        out.append(md_table([dict(layer=r['label'], PR=r['PR'], paper_PR=r['paper_PR'], **{'PC1%': _pct(r['PC1']), 'paper PC1%': _pct(r['paper_PC1'])},
+                                  max_corr=r['max_corr'], paper_max_corr=r['paper_max_corr'], kurtosis=r['kurtosis'], paper_kurtosis=r['paper_kurtosis'])
+                             for r in layers], specs={'PC1%': '.1f', 'paper PC1%': '.1f', 'kurtosis': '.1f', 'paper_kurtosis': '.1f'}))
+    out.append("\nEvery matrix (PR with its 95% bootstrap interval and the isotropic null):\n")
+    out.append(md_table([dict(matrix=_label(r['matrix']), rows=r['rows'], PR=r['PR'], CI=f"[{fmt(r['PR_ci_low'], '.2f')}, {fmt(r['PR_ci_high'], '.2f')}]",
+                              null=r['PR_null'], **{'PC1%': _pct(r['PC1'])}, k95=r['k95'], max_corr=r['max_corr'], kurtosis=r['kurtosis'])
+                         for r in m['matrices']], specs={'PR': '.2f', 'null': '.2f', 'PC1%': '.1f', 'kurtosis': '.1f'}))
+    if g['PR'] is None: verdict = "The global PR is undefined (the amplitudes have no variance)."
+    else:
+        structured = g['PR_ci_high'] is not None and g['PR_ci_high'] < g['PR_null']
+        inside = g['PR_ci_low'] is not None and g['PR_ci_low'] <= PAPER_GLOBAL_PR <= g['PR_ci_high']
+        verdict = (f"Global PR {g['PR']:.2f} (95% CI {g['PR_ci_low']:.2f}–{g['PR_ci_high']:.2f}) against {g['PR_null']:.2f} for "
+                   f"isotropic noise of the same shape: the amplitudes {'are' if structured else 'are not detectably'} more structured "
+                   f"than noise, {'as' if structured else 'unlike what'} the paper claims, and the paper's {PAPER_GLOBAL_PR} lies "
+                   f"{'inside' if inside else 'outside'} our interval.")
+    return '\n'.join(out) + f"\n**Verdict.** {verdict}\n"
+
+RENDERERS['structure'] = render_structure
+
+# %% ../nbs/21_report.ipynb #3253ea8e
+def render_gradient(m: dict, run_dir=None) -> str:
+    from collections import Counter
+    t = m['thresholds']
+    out = [f"Classes: crystallizable PR < {t['low']}, irreducible PR > {t['high']}, compressible between.\n",
+           md_table([dict(matrix=_label(r['matrix']), PR=r['PR'], CI=f"[{fmt(r['PR_ci_low'], '.2f')}, {fmt(r['PR_ci_high'], '.2f')}]",
+                          **{'class': r['class'], 'free params / row': r['free_params_per_row']}) for r in m['matrices']], specs={'PR': '.2f'}),
+           "\nClass counts: " + ', '.join(f"{k} {v}" for k, v in sorted(Counter(r['class'] for r in m['matrices']).items(), key=str)) + '.\n',
+           "\nSpearman ρ(PR, depth):\n", md_table(m['spearman'], ['kind', 'n', 'rho', 'p_value', 'note'], specs={'p_value': '.3g'})]
+    rho, p = m['spearman_rho'], m['spearman_p']
+    if rho is None: verdict = f"The gradient cannot be tested on this model: {m.get('spearman_note')}."
+    else:
+        sig = p is not None and p < 0.05
+        verdict = (f"Spearman ρ(PR, depth) = {rho:.2f} (p = {p:.3g}): PR {'rises' if rho > 0 else 'falls'} with depth"
+                   f"{'' if sig else ', but not significantly'}, which {'supports' if sig and rho > 0 else 'does not support'} "
+                   f"the paper's claim that early layers have lower PR.")
+    return '\n'.join(out) + f"\n**Verdict.** {verdict}\n"
+
+RENDERERS['gradient'] = render_gradient
