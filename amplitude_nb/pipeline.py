@@ -10,7 +10,8 @@ from .results import collect_metrics, to_jsonable
 
 # %% auto #0
 __all__ = ['SECTIONS', 'NOTEBOOKS', 'PROFILE_PARAMS', 'NEEDS', 'notebook_dir', 'skipped_sections', 'section_params', 'RunError',
-           'execute', 'to_html', 'run_sections', 'reproduce', 'find_tokenizer', 'prepare_checkpoint', 'run']
+           'without_slow_cells', 'execute', 'to_html', 'run_sections', 'reproduce', 'find_tokenizer',
+           'prepare_checkpoint', 'run']
 
 # %% ../nbs/20_pipeline.ipynb #7835d46e
 SECTIONS = ['structure', 'gradient', 'corpus', 'sft', 'compression']
@@ -66,13 +67,23 @@ def _kernel_env() -> str:
     os.environ['JUPYTER_PATH'] = os.pathsep.join([str(d), os.environ.get('JUPYTER_PATH', '')]).rstrip(os.pathsep)
     return 'amplitude-nb'
 
-def execute(nb: Path, out: Path, params: dict, progress=True, log=print) -> float:
+def without_slow_cells(nb: Path, dst: Path) -> Path:
+    "A copy of notebook `nb` without the cells flagged `#| slow` (the smoke profile's runs skip them, as nbdev_test does)."
+    import nbformat
+    book = nbformat.read(nb, as_version=4)
+    book.cells = [c for c in book.cells if not (c.cell_type == 'code' and c.source.lstrip().startswith('#| slow'))]
+    nbformat.write(book, dst)
+    return dst
+
+def execute(nb: Path, out: Path, params: dict, progress=True, log=print, skip_slow=False) -> float:
     "Execute notebook `nb` into `out` with `params`; returns seconds; raises RunError naming the notebook."
     import papermill as pm
     t = time.time()
     try:
-        pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=_kernel_env(), progress_bar=progress,
+        src = without_slow_cells(nb, out.with_name('.src-' + nb.name)) if skip_slow else nb
+        pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=_kernel_env(), progress_bar=progress,
                             cwd=str(nb.parent), log_output=False)
+        if skip_slow: src.unlink()
     except Exception as e:
         log(f"{nb.name:24} {time.time() - t:7.1f} s  failed")
         raise RunError(f"{nb.name} failed: {type(e).__name__}: {str(e).strip().splitlines()[-1][:300] if str(e).strip() else ''}") from None
@@ -87,7 +98,7 @@ def to_html(ipynb: Path) -> Path:
     out = ipynb.with_suffix('.html'); out.write_text(html, encoding='utf-8')
     return out
 
-# %% ../nbs/20_pipeline.ipynb #58e9e7fa
+# %% ../nbs/20_pipeline.ipynb #d265a5cf
 def _swap_into_place(tmp: Path, out: Path):
     old = out.with_name(out.name + f'.old-{os.getpid()}')
     if out.exists(): out.rename(old)
@@ -110,7 +121,8 @@ def run_sections(checkpoint: Path, out: Path, run_info: dict, skipped: dict | No
     try:
         for s in todo:
             nb = nbs/NOTEBOOKS[s]
-            seconds[s] = execute(nb, tmp/nb.name, section_params(s, checkpoint, profile, tmp, corpus, sft, seed), progress, log)
+            seconds[s] = execute(nb, tmp/nb.name, section_params(s, checkpoint, profile, tmp, corpus, sft, seed), progress, log,
+                                 skip_slow=profile == 'smoke')
             if html: to_html(tmp/nb.name)
     except RunError:
         failed = out.with_name(out.name + '.failed')
@@ -126,7 +138,7 @@ def run_sections(checkpoint: Path, out: Path, run_info: dict, skipped: dict | No
     _swap_into_place(tmp, out)
     return out
 
-# %% ../nbs/20_pipeline.ipynb #eec8bab6
+# %% ../nbs/20_pipeline.ipynb #4afefd15
 def reproduce(profile='paper', out=None, sections=None, progress=True, html=True, log=print) -> Path:
     "Build the reference checkpoints of `profile` and run every section notebook into `out` (default reports/<profile>)."
     from amplitude_nb.train import reference_checkpoints, profile_data, get_profile
@@ -140,7 +152,7 @@ def reproduce(profile='paper', out=None, sections=None, progress=True, html=True
     return run_sections(refs['amplitudes'], Path(out or Path('reports')/prof.name), info, sections=sections,
                         profile=prof.name, seed=prof.seed, progress=progress, html=html, log=log)
 
-# %% ../nbs/20_pipeline.ipynb #e43d770f
+# %% ../nbs/20_pipeline.ipynb #5ca2bd87
 def find_tokenizer(d: Path):
     "The checkpoint's tokenizer: tokenizer.json, or vocab.json + merges.txt (GPT-2 byte-level BPE); None if absent."
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders
@@ -177,8 +189,9 @@ def prepare_checkpoint(checkpoint, base=None, work: Path = None, K=8, seed=0, lo
     have['base'] = None if base_model is not None else "no base checkpoint (--base): amplitudes fitted against W0 = 0"
     return d, have, fids
 
-def run(checkpoint, base=None, corpus=None, sft=None, out=None, K=8, seed=0, sections=None, progress=True, html=True, log=print) -> Path:
-    "The section notebooks on someone else's checkpoint, into `out` (default reports/<checkpoint name>)."
+def run(checkpoint, base=None, corpus=None, sft=None, out=None, K=8, seed=0, sections=None, sizes='paper',
+        progress=True, html=True, log=print) -> Path:
+    "The section notebooks on someone else's checkpoint, into `out` (default reports/<checkpoint name>); `sizes`: whose profile's statistics sizes to use."
     checkpoint = Path(checkpoint)
     if not checkpoint.exists(): raise FileNotFoundError(f"{checkpoint}: no such file or directory")
     if sft is not None: data.load_sft_pairs(sft)                          # fail early on a bad file
@@ -188,10 +201,10 @@ def run(checkpoint, base=None, corpus=None, sft=None, out=None, K=8, seed=0, sec
         have['sft'] = None
         skipped = skipped_sections(have)
         for s, why in skipped.items(): log(f"{NOTEBOOKS[s]:24}       skipped: {why}")
-        info = dict(profile=None, checkpoint=str(checkpoint), base=None if base is None else str(base),
+        info = dict(profile=None, sizes=sizes, checkpoint=str(checkpoint), base=None if base is None else str(base),
                     corpus=corpus or 'default', sft=sft or 'default', seed=seed, package_version=amplitude_nb.__version__,
                     fidelity=fids)
         if corpus is None: info['corpus_sha256'] = data.default_corpus().sha256
         else: info['corpus_sha256'] = data.load_corpus(corpus).sha256
         return run_sections(ck, Path(out or Path('reports')/checkpoint.name), info, skipped, sections=sections,
-                            corpus=corpus, sft=sft, seed=seed, progress=progress, html=html, log=log)
+                            profile=sizes, corpus=corpus, sft=sft, seed=seed, progress=progress, html=html, log=log)
