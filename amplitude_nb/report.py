@@ -6,8 +6,9 @@ import json, math
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['RENDERERS', 'SECTION_ORDER', 'PAPER_GLOBAL_PR', 'PAPER_STAGE_COLUMN', 'fmt', 'md_table', 'render_generic',
-           'section_md', 'write_report', 'render_structure', 'render_gradient', 'render_compression']
+__all__ = ['RENDERERS', 'TITLES', 'SECTION_ORDER', 'PAPER_GLOBAL_PR', 'PAPER_STAGE_COLUMN', 'PAPER_SFT_COLUMN', 'fmt', 'md_table',
+           'render_generic', 'section_md', 'write_report', 'render_structure', 'render_gradient', 'render_compression',
+           'render_corpus', 'render_sft']
 
 # %% ../nbs/21_report.ipynb #e809ebbd
 def fmt(x, spec='.3f') -> str:
@@ -35,6 +36,7 @@ def render_generic(name: str, m: dict) -> str:
     "Fallback: every list of records as a table, every scalar as a line."
     out = []
     for k, v in m.items():
+        if k.startswith('_'): continue
         if isinstance(v, list) and v and isinstance(v[0], dict): out.append(f"**{k}**\n\n" + md_table(v))
         elif isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
             out.append(f"**{k}**\n\n" + md_table([{'name': a, **x} for a, x in v.items()]))
@@ -42,13 +44,16 @@ def render_generic(name: str, m: dict) -> str:
     return '\n'.join(out) + '\n'
 
 RENDERERS = {}
+TITLES = dict(structure='1. Structure metrics', gradient='2. Layer gradient', corpus='3. Corpus prediction',
+              sft='4. Amplitude-only SFT', compression='5. Compression')
 
 def section_md(name: str, metrics: dict, run_dir: Path) -> str:
     skipped = metrics.get('run', {}).get('skipped', {})
-    title = f"## {name.capitalize()}\n\n"
+    title = f"## {TITLES.get(name, name)}\n\n"
     if name in skipped: return title + f"_Not run: {skipped[name]}._\n"
     if name not in metrics: return title + "_Not run: no metrics were recorded._\n"
-    return title + RENDERERS.get(name, lambda m, d: render_generic(name, m))(metrics[name], run_dir) + '\n' + _figures(run_dir, name)
+    m = {**metrics[name], '_timing': metrics.get('timing', {}).get(name)}
+    return title + RENDERERS.get(name, lambda m, d: render_generic(name, m))(m, run_dir) + '\n' + _figures(run_dir, name)
 
 # %% ../nbs/21_report.ipynb #1f2f842c
 SECTION_ORDER = ['structure', 'gradient', 'corpus', 'sft', 'compression']
@@ -157,3 +162,54 @@ def render_compression(m: dict, run_dir=None) -> str:
     return '\n'.join(out) + f"\n**Verdict.** {verdict}\n"
 
 RENDERERS['compression'] = render_compression
+
+# %% ../nbs/21_report.ipynb #abcb88f1
+def render_corpus(m: dict, run_dir=None) -> str:
+    ch = m.get('alignment_chance') or {}
+    rows = [dict(quantity='PC–corpus alignment (global, matched mean |cos|)', ours=fmt(m.get('alignment')),
+                 control=f"chance {fmt(ch.get('mean'))} (95th pct {fmt(ch.get('p95'))}), p = {fmt(m.get('alignment_p'), '.3g')}", paper='0.674'),
+            dict(quantity='alignment, mean over matrices', ours=fmt(m.get('alignment_matrix_mean')), control='', paper='—'),
+            dict(quantity='score R² from corpus statistics (out-of-fold)', ours=fmt(m.get('r2')),
+                 control=f"permutation p = {fmt(m.get('r2_p'), '.3g')}", paper='−0.027'),
+            dict(quantity='score R² from the one-step SFT gradient', ours=fmt(m.get('r2_onestep')),
+                 control=f"permutation p = {fmt(m.get('r2_onestep_p'), '.3g')}", paper='—'),
+            dict(quantity='mean cos(−gradient at A = 0, final A) per matrix', ours=fmt(m.get('onestep_cosine_mean')), control='', paper='—')]
+    out = [md_table(rows), f"\nMatching: {m.get('matching', '—')}. Global: {m.get('global_definition', '—')}. "
+           f"Cross-validation: {m.get('cv')}.\n"]
+    if m.get('alignment_by_matrix'):
+        out.append("\nAlignment per matrix:\n")
+        out.append(md_table([{k: r.get(k) for k in ('matrix', 'alignment', 'chance_mean', 'chance_p95', 'p_value')} for r in m['alignment_by_matrix']],
+                            specs={'p_value': '.3g'}))
+    a, c95, r2, p = m.get('alignment'), ch.get('p95'), m.get('r2'), m.get('r2_p')
+    above = a is not None and c95 is not None and a > c95
+    predictable = r2 is not None and p is not None and r2 > 0.05 and p < 0.05
+    verdict = (f"Alignment {fmt(a)} is {'above' if above else 'within'} the 95th percentile of random rotations ({fmt(c95)}), and the "
+               f"corpus statistics predict the amplitude scores with out-of-fold R² {fmt(r2)} (p = {fmt(p, '.3g')}): the amplitudes are "
+               f"{'partly predictable from the corpus, against' if predictable else 'not predictable from corpus statistics, supporting'} "
+               f"the paper's conclusion; the one-step gradient reaches R² {fmt(m.get('r2_onestep'))}.")
+    return '\n'.join(out) + f"\n**Verdict.** {verdict}\n"
+
+RENDERERS['corpus'] = render_corpus
+
+# %% ../nbs/21_report.ipynb #68642ee4
+PAPER_SFT_COLUMN = {'full': 'loss 2.26 (L0 6.35)', 'c_proj': 'loss 4.90, efficiency 35.4%, 5.2% params'}
+
+def render_sft(m: dict, run_dir=None) -> str:
+    tm = (m.get('_timing') or {}).get('arms', {})
+    pm = lambda a, s: '—' if a is None else (f"{a:.3f}" if s is None else f"{a:.3f} ± {s:.3f}")
+    rows = [dict(arm=k, trainable=a.get('trainable_params'), **{'% params': a.get('pct_params')}, lr=a.get('lr'), L0=a.get('L0'),
+                 **{'test loss': pm(a.get('test_loss_mean'), a.get('test_loss_std')), 'efficiency': pm(a.get('efficiency'), a.get('efficiency_std')),
+                    'seconds': (tm.get(k) or {}).get('seconds'), 'paper': PAPER_SFT_COLUMN.get(k, '—')})
+            for k, a in m['arms'].items()]
+    out = [f"{m.get('steps')} steps, batch {m.get('batch_size')}, seeds {m.get('seeds')}; test split.\n",
+           md_table(rows, specs={'% params': '.2f', 'lr': '.0e', 'L0': '.3f', 'seconds': '.1f'})]
+    c = m['arms'].get('c_proj')
+    verdict = ''
+    if c and c.get('efficiency') is not None:
+        verdict = (f"Training `attn.c_proj` alone ({c.get('pct_params', float('nan')):.1f}% of the parameters) recovers "
+                   f"{100 * c['efficiency']:.1f}% of full SFT's test-loss gain (paper: 35.4%, one run). ")
+    fv = (m.get('_timing') or {}).get('verdict')
+    if fv: verdict += str(fv)
+    return '\n'.join(out) + (f"\n**Verdict.** {verdict}\n" if verdict else '')
+
+RENDERERS['sft'] = render_sft

@@ -33,7 +33,7 @@ def test_reproduce_smoke_writes_a_report(smoke_runs):
         assert (a/NOTEBOOKS[s]).exists() and (a/NOTEBOOKS[s]).with_suffix('.html').exists()
     assert 'timing' in m and m['run']['profile'] == 'smoke'
     report = (a/'REPORT.md').read_text()
-    assert '## Structure' in report and 'paper' in report
+    assert '## 1. Structure metrics' in report and 'paper' in report
     assert not list(a.parent.glob('a.tmp-*'))
 
 def test_same_run_same_metrics(smoke_runs):
