@@ -70,7 +70,7 @@ def cmd_reproduce(a):
 def cmd_run(a):
     from amplitude_nb.pipeline import run
     t = time.time()
-    out = run(a.checkpoint, a.base, a.corpus, a.sft, a.out, sections=a.sections, progress=not a.quiet)
+    out = run(a.checkpoint, a.base, a.corpus, a.sft, a.out, sections=a.sections, sizes=a.sizes, progress=not a.quiet)
     print(f"run: {time.time() - t:.1f} s; report in {out/'REPORT.md'}")
 
 # %% ../nbs/90_cli.ipynb #839576bd
@@ -93,6 +93,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument('--corpus', default=None, help='a file, folder or glob of UTF-8 text (default: the built-in corpus)')
     s.add_argument('--sft', default=None, help='a JSONL file of {"prompt", "response"} pairs (default: the built-in pairs)')
     s.add_argument('--out', default=None, help='run folder (default reports/<checkpoint name>)')
+    s.add_argument('--sizes', default='paper', choices=['smoke', 'quick', 'paper'], help="statistics sizes (bootstrap draws, permutations, seeds) of this profile")
     s.set_defaults(f=cmd_run)
     for name in ('reproduce', 'run'):
         sub.choices[name].add_argument('--sections', nargs='+', default=None, help='only these sections')
