@@ -36,6 +36,7 @@ test: export-check
 
 reproduce: $(STAMP)
 	$(BIN)/amplitude-nb reproduce --profile $(PROFILE)
+	@if [ "$(PROFILE)" = paper ]; then $(BIN)/python -c "from amplitude_nb.report import update_readme; update_readme('reports/paper')"; fi
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=nbs

@@ -8,7 +8,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['RENDERERS', 'TITLES', 'SECTION_ORDER', 'PAPER_GLOBAL_PR', 'PAPER_STAGE_COLUMN', 'PAPER_SFT_COLUMN', 'fmt', 'md_table',
            'render_generic', 'section_md', 'write_report', 'render_structure', 'render_gradient', 'render_compression',
-           'render_corpus', 'render_sft']
+           'render_corpus', 'render_sft', 'headline', 'update_readme']
 
 # %% ../nbs/21_report.ipynb #e809ebbd
 def fmt(x, spec='.3f') -> str:
@@ -69,6 +69,7 @@ def write_report(run_dir, metrics: dict | None = None) -> Path:
     if run.get('fidelity'):
         head += ["Amplitudes fitted to this checkpoint; fidelity ‖AΦ‖²/‖ΔW‖² per matrix:", "",
                  md_table([dict(matrix=k, fidelity=v) for k, v in run['fidelity'].items()], specs={'fidelity': '.4f'})]
+    head += ["## Headline", "", md_table(headline(metrics), ['claim', 'paper', 'ours'])]
     body = [section_md(s, metrics, run_dir) for s in SECTION_ORDER]
     p = run_dir/'REPORT.md'
     p.write_text('\n'.join(head + body))
@@ -213,3 +214,41 @@ def render_sft(m: dict, run_dir=None) -> str:
     return '\n'.join(out) + (f"\n**Verdict.** {verdict}\n" if verdict else '')
 
 RENDERERS['sft'] = render_sft
+
+# %% ../nbs/21_report.ipynb #15e3c336
+def headline(metrics: dict) -> list[dict]:
+    "The paper's headline numbers beside this run's (rows only for sections that ran)."
+    rows = []
+    if (s := metrics.get('structure')):
+        g = s['global']
+        rows += [dict(claim='global PR (of 8)', paper='4.26', ours=f"{fmt(g['PR'], '.2f')} [{fmt(g['PR_ci_low'], '.2f')}, {fmt(g['PR_ci_high'], '.2f')}], null {fmt(g['PR_null'], '.2f')}"),
+                 dict(claim='PC1 variance', paper='42.5%', ours=f"{fmt(_pct(g['PC1']), '.1f')}%"),
+                 dict(claim='components for 95%', paper='7', ours=fmt(g['k95']))]
+    if (s := metrics.get('gradient')):
+        rows.append(dict(claim='PR rises with depth (Spearman ρ)', paper='claimed', ours=f"ρ = {fmt(s['spearman_rho'], '.2f')}, p = {fmt(s['spearman_p'], '.3g')}"))
+    if (s := metrics.get('corpus')):
+        ch = s.get('alignment_chance') or {}
+        rows += [dict(claim='PC–EᵀE alignment', paper='0.674', ours=f"{fmt(s.get('alignment'))} (chance {fmt(ch.get('mean'))}, 95th pct {fmt(ch.get('p95'))})"),
+                 dict(claim='score prediction R²', paper='−0.027', ours=f"{fmt(s.get('r2'))} (p = {fmt(s.get('r2_p'), '.3g')}); one-step gradient {fmt(s.get('r2_onestep'))}")]
+    if (s := metrics.get('sft')) and 'c_proj' in s.get('arms', {}):
+        c = s['arms']['c_proj']
+        rows.append(dict(claim='c_proj-only SFT efficiency', paper='35.4% (5.2% of params)',
+                         ours=f"{fmt(_pct(c.get('efficiency')), '.1f')}% ± {fmt(_pct(c.get('efficiency_std')), '.1f')} ({fmt(c.get('pct_params'), '.1f')}% of params)"))
+    if (s := metrics.get('compression')):
+        st = {r['stage']: r for r in s['stages']}
+        for k, p in (('amplitudes', '16,384 (623×)'), ('subspace_global', '14,392 (709×)')):
+            if k in st: rows.append(dict(claim=f'{k} stage', paper=p, ours=f"{st[k]['params']:,} ({fmt(st[k]['ratio'], '.0f')}×), test loss {fmt(st[k]['test_loss'], '.3f')}"))
+    return rows
+
+def update_readme(run_dir, readme='README.md', command='make reproduce') -> Path:
+    "Rewrite the README's results block (between the markers) from `run_dir/metrics.json`."
+    run_dir, readme = Path(run_dir), Path(readme)
+    m = json.loads((run_dir/'metrics.json').read_text())
+    block = (f"<!-- results:start -->\nFrom `{run_dir}/REPORT.md`, made by `{command}` "
+             f"(profile {m['run'].get('profile')}, corpus SHA-256 `{str(m['run'].get('corpus_sha256'))[:12]}…`):\n\n"
+             + md_table(headline(m), ['claim', 'paper', 'ours']) + "<!-- results:end -->")
+    text = readme.read_text()
+    a, b = text.find('<!-- results:start -->'), text.find('<!-- results:end -->')
+    if a < 0 or b < 0: raise ValueError(f"{readme}: no <!-- results:start --> … <!-- results:end --> block")
+    readme.write_text(text[:a] + block + text[b + len('<!-- results:end -->'):])
+    return readme
