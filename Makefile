@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= paper
 export PYTHONHASHSEED := 0
+# idle OpenMP threads must sleep, not spin: spinning threads slow shared CPUs several-fold
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: test reproduce lab venv export export-check clean-venv
 .DEFAULT_GOAL := test

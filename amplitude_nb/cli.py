@@ -2,7 +2,8 @@
 
 # %% ../nbs/90_cli.ipynb #8b71824d
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, json, os, sys, time
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # before torch loads: idle OpenMP threads sleep instead of spinning
 from pathlib import Path
 from .data import DataError
 from .model import CheckpointError

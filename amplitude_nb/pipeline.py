@@ -63,6 +63,7 @@ def _kernel_env() -> str:
     (d/'kernels'/'amplitude-nb').mkdir(parents=True)
     (d/'kernels'/'amplitude-nb'/'kernel.json').write_text(json.dumps(dict(
         argv=[sys.executable, '-m', 'ipykernel_launcher', '-f', '{connection_file}'],
+        env=dict(OMP_WAIT_POLICY=os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')),   # idle OpenMP threads sleep
         display_name='amplitude-nb', language='python')))
     os.environ['JUPYTER_PATH'] = os.pathsep.join([str(d), os.environ.get('JUPYTER_PATH', '')]).rstrip(os.pathsep)
     return 'amplitude-nb'
