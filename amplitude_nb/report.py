@@ -108,7 +108,7 @@ def render_structure(m: dict, run_dir=None) -> str:
         structured = g['PR_ci_high'] is not None and g['PR_ci_high'] < g['PR_null']
         inside = g['PR_ci_low'] is not None and g['PR_ci_low'] <= PAPER_GLOBAL_PR <= g['PR_ci_high']
         verdict = (f"Global PR {g['PR']:.2f} (95% CI {g['PR_ci_low']:.2f}–{g['PR_ci_high']:.2f}) against {g['PR_null']:.2f} for "
-                   f"isotropic noise of the same shape: the amplitudes {'are' if structured else 'are not detectably'} more structured "
+                   f"isotropic noise of the same shape ({g['PR'] / g['PR_null']:.0%} of it): the amplitudes {'are' if structured else 'are not detectably'} more structured "
                    f"than noise, {'as' if structured else 'unlike what'} the paper claims, and the paper's {PAPER_GLOBAL_PR} lies "
                    f"{'inside' if inside else 'outside'} our interval.")
     return '\n'.join(out) + f"\n**Verdict.** {verdict}\n"
@@ -142,7 +142,7 @@ def render_compression(m: dict, run_dir=None) -> str:
     st = {r['stage']: r for r in m['stages']}
     rows = [dict(stage=r['stage'], k=r.get('k'), params=r['params'], ratio=None if r['ratio'] is None else f"{r['ratio']:,.0f}×",
                  fidelity=r['fidelity'], test_loss=r['test_loss'], paper=PAPER_STAGE_COLUMN.get(r['stage'], '—')) for r in m['stages']]
-    out = [md_table(rows, specs={'test_loss': '.4f'})]
+    out = [md_table(rows, specs={'test_loss': '.4f', 'k': '.3g'})]
     if m.get('counts'):
         out.append("\nAmplitude counts of this model (the paper's 16,384 counts `attn.c_proj` only):\n")
         out.append(md_table(m['counts']))
@@ -154,7 +154,7 @@ def render_compression(m: dict, run_dir=None) -> str:
     a, g = st.get('amplitudes'), st.get('subspace_global')
     if a and g and a['ratio'] and g['ratio']:
         gain = g['ratio'] / a['ratio']
-        verdict = (f"The global subspace (k = {g.get('k')}) improves the ratio over the amplitudes by {gain:.2f}× (paper: 709/623 = "
+        verdict = (f"The global subspace (k = {fmt(g.get('k'), '.3g')}) improves the ratio over the amplitudes by {gain:.2f}× (paper: 709/623 = "
                    f"{709 / 623:.2f}×) at a test-loss cost of {g['test_loss'] - a['test_loss']:+.4f} nats; further compression of the "
                    f"amplitudes is {'modest' if gain < 1.5 else 'substantial'} here, {'as' if gain < 1.5 else 'unlike what'} the paper reports, "
                    f"and the amplitudes themselves keep the raw model's test loss "
