@@ -2,7 +2,7 @@
 
 # %% ../nbs/20_pipeline.ipynb #6545a1a2
 from __future__ import annotations
-import json, os, shutil, sys, tempfile, time
+import functools, json, os, shutil, sys, tempfile, time
 from pathlib import Path
 import amplitude_nb
 from . import data
@@ -58,7 +58,9 @@ def section_params(section: str, checkpoint: Path, profile: str | None, out_dir:
 class RunError(RuntimeError):
     "A section notebook failed; the failed run is kept for inspection."
 
+@functools.cache
 def _kernel_env() -> str:
+    "Register (once per process) a kernelspec for this interpreter on a temporary Jupyter path."
     d = Path(tempfile.mkdtemp(prefix='amplitude-nb-kernel-'))
     (d/'kernels'/'amplitude-nb').mkdir(parents=True)
     (d/'kernels'/'amplitude-nb'/'kernel.json').write_text(json.dumps(dict(
@@ -196,7 +198,7 @@ def run(checkpoint, base=None, corpus=None, sft=None, out=None, K=8, seed=0, sec
     checkpoint = Path(checkpoint)
     if not checkpoint.exists(): raise FileNotFoundError(f"{checkpoint}: no such file or directory")
     if sft is not None: data.load_sft_pairs(sft)                          # fail early on a bad file
-    if corpus is not None: data.load_corpus(corpus)
+    corpus_sha = (data.default_corpus() if corpus is None else data.load_corpus(corpus)).sha256   # fails early on a bad corpus
     with tempfile.TemporaryDirectory(prefix='amplitude-nb-run-') as work:
         ck, have, fids = prepare_checkpoint(checkpoint, base, Path(work)/'checkpoint', K, seed, log)
         have['sft'] = None
@@ -204,8 +206,6 @@ def run(checkpoint, base=None, corpus=None, sft=None, out=None, K=8, seed=0, sec
         for s, why in skipped.items(): log(f"{NOTEBOOKS[s]:24}       skipped: {why}")
         info = dict(profile=None, sizes=sizes, checkpoint=str(checkpoint), base=None if base is None else str(base),
                     corpus=corpus or 'default', sft=sft or 'default', seed=seed, package_version=amplitude_nb.__version__,
-                    fidelity=fids)
-        if corpus is None: info['corpus_sha256'] = data.default_corpus().sha256
-        else: info['corpus_sha256'] = data.load_corpus(corpus).sha256
+                    fidelity=fids, corpus_sha256=corpus_sha)
         return run_sections(ck, Path(out or Path('reports')/checkpoint.name), info, skipped, sections=sections,
                             profile=sizes, corpus=corpus, sft=sft, seed=seed, progress=progress, html=html, log=log)

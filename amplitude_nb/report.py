@@ -78,10 +78,7 @@ def write_report(run_dir, metrics: dict | None = None) -> Path:
 # %% ../nbs/21_report.ipynb #4ab772ea
 PAPER_GLOBAL_PR = 4.26
 
-def _label(matrix: str) -> str:
-    import re
-    m = re.search(r'\.h\.(\d+)\.(?:attn|mlp)\.(\w+)$', matrix)
-    return f"L{m.group(1)} {m.group(2)}" if m else matrix
+from .structure import matrix_label as _label   # 'transformer.h.4.attn.c_proj' → 'L4 c_proj'
 
 def _pct(x): return None if x is None else 100 * x
 

@@ -362,16 +362,11 @@ def amplitude_file(path) -> Path:
     if not p.exists(): raise AmplitudeFileError(f"{p}: no such file or directory")
     return p
 
-def _jsonable(v):
-    if v is None or v is pd.NA: return None
-    if isinstance(v, (np.integer,)): return int(v)
-    if isinstance(v, (float, np.floating)): return float(v) if math.isfinite(v) else None
-    return v
-
 def structure_records(table: pd.DataFrame, low: float = 1.5, high: float = 5.0) -> list[dict]:
     "The table as JSON-ready records (NaN → None) with each row's `class`."
     from amplitude_nb.gradient import classify
-    return [{**{k: _jsonable(v) for k, v in row.items()}, 'class': classify(row['PR'], low, high)}
+    from amplitude_nb.results import to_jsonable
+    return [{**to_jsonable(row), 'class': classify(row['PR'], low, high)}
             for row in table.to_dict('records')]
 
 def format_structure(table: pd.DataFrame, low: float = 1.5, high: float = 5.0) -> str:
