@@ -19,7 +19,7 @@ __all__ = ['SKIP_DIRS', 'PACKAGES', 'DISTRIBUTIONS', 'SFT_PERMILLE', 'MIN_RESPON
            'first_paragraph', 'sft_pair', 'sft_candidates', 'TextIndex', 'corpus_key', 'build_default',
            'default_corpus', 'default_sft_pairs', 'split_pairs', 'load_sft_pairs', 'get_sft_pairs', 'chunk_text',
            'corpus_files', 'load_corpus', 'get_corpus', 'train_tokenizer', 'eot_id', 'load_tokenizer', 'get_tokenizer',
-           'encode_corpus', 'lm_batch', 'SFTData']
+           'encode_corpus', 'lm_batch', 'SFTData', 'eval_batches']
 
 # %% ../nbs/00_data.ipynb #a6b67f16
 def cache_dir() -> Path:
@@ -448,3 +448,11 @@ class SFTData:
         "One shuffled pass over the pairs in batches of `batch_size` (the last may be smaller)."
         perm = torch.randperm(len(self), generator=generator).tolist()
         for i in range(0, len(perm), batch_size): yield self.batch(perm[i:i + batch_size])
+
+# %% ../nbs/00_data.ipynb #b731aae5
+def eval_batches(sft: SFTData, batch_size: int = 32, n: int | None = None, seed: int = 0) -> list:
+    "Fixed, length-sorted evaluation batches over every pair of `sft` (or over `n` of them, drawn with `seed`)."
+    idx = list(range(len(sft)))
+    if n is not None and n < len(sft): idx = torch.randperm(len(sft), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    idx = sorted(idx, key=lambda i: (len(sft.seqs[i]), i))
+    return [sft.batch(idx[i:i + batch_size]) for i in range(0, len(idx), batch_size)]
