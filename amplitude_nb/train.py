@@ -33,6 +33,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_every: int = 50
     eval_batches: int = 8
+    optimizer: str = 'adamw'      # 'adamw', 'sgd' or 'sgd_momentum'
+    momentum: float = 0.9         # for 'sgd_momentum'
 
 @dataclass(frozen=True)
 class Profile:
@@ -82,11 +84,15 @@ def lr_at(step: int, tc: TrainConfig) -> float:
 
 # %% ../nbs/03_train.ipynb #f8faa356
 def make_optimizer(model, tc: TrainConfig):
+    "AdamW (decoupled weight decay on matrices only), plain SGD or SGD with momentum, by `tc.optimizer`."
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [p for n, p in params if p.ndim >= 2 and not n.endswith('amplitudes')]
     other = [p for n, p in params if not (p.ndim >= 2 and not n.endswith('amplitudes'))]
     groups = [g for g in (dict(params=decay, weight_decay=tc.weight_decay), dict(params=other, weight_decay=0.0)) if g['params']]
-    return torch.optim.AdamW(groups, lr=tc.lr, betas=(0.9, 0.95), eps=1e-8)
+    if tc.optimizer == 'adamw': return torch.optim.AdamW(groups, lr=tc.lr, betas=(0.9, 0.95), eps=1e-8)
+    if tc.optimizer in ('sgd', 'sgd_momentum'):
+        return torch.optim.SGD(groups, lr=tc.lr, momentum=tc.momentum if tc.optimizer == 'sgd_momentum' else 0.0)
+    raise ValueError(f"unknown optimizer {tc.optimizer!r}: valid optimizers are adamw, sgd, sgd_momentum")
 
 @torch.no_grad()
 def evaluate(model, batches) -> float:
