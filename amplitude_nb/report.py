@@ -4,7 +4,7 @@
 
 # %% ../nbs/21_report.ipynb #05a09d29
 from __future__ import annotations
-import base64, html, json, re
+import base64, html, json, re, textwrap
 from pathlib import Path
 from . import verdicts as V
 from .study import PAPER, CLAIMS, SECTIONS, PROFILES, SECTION_NAMES, matrix_label, matrix_order, section
@@ -153,8 +153,9 @@ def _paper_sft() -> dict:
 
 def _lr(x): return None if x is None else f"{x:g}"
 
-def _start_end(a, b, fmt=cell) -> str:
-    return fmt(a) if b is None or a == b else f"{fmt(a)} → {fmt(b)}"
+def _start_end(a, b) -> str:
+    "'a → b', or 'a' when the two print the same."
+    return cell(a) if b is None or cell(a) == cell(b) else f"{cell(a)} → {cell(b)}"
 
 def render_sft(metrics: dict) -> str:
     m, paper = metrics['sft'], _paper_sft()
@@ -163,7 +164,7 @@ def render_sft(metrics: dict) -> str:
     rows = []
     for k, a in (m.get('arms') or {}).items():
         n0, n1 = a.get('trainable_params'), a.get('trainable_end')
-        n1 = int(n1) if isinstance(n1, float) and n1.is_integer() else n1
+        n1 = round(n1) if isinstance(n1, float) else n1                     # a mean over seeds of a count
         share = None if n1 is None or not n0 else a.get('pct_params', 0) * n1 / n0
         rows.append({'arm': k, 'trainable (start → end)': _start_end(n0, n1),
                      '% params': _start_end(a.get('pct_params'), share), 'lr': _lr(a.get('lr')), 'L0': a.get('L0'),
@@ -356,12 +357,13 @@ def write_html(run_dir) -> Path:
 def study_paragraph() -> str:
     "What the default study is and which paper it regenerates, from `study.PROFILES` and `study.PAPER`."
     p, P = PROFILES['paper'], PAPER
-    return (f"`make reproduce` runs the `paper` profile: {p.description}. It trains that GPT-2 from scratch on the "
+    return textwrap.fill(
+            f"`make reproduce` runs the `paper` profile ({p.description}). It trains that GPT-2 from scratch on the "
             "built-in corpus (Python's own documentation: `pydoc_data` topics and the docstrings of the standard "
             "library, numpy, scipy, scikit-learn and pandas), trains K = "
             f"{P['K']} Gaussian amplitudes per output row of every attention projection on held-out SFT pairs, and "
             f"regenerates the paper *{P['title']}* ({P['authors']}, {P['date']}): its {len(CLAIMS)} claims are the "
-            "rows of the results table below, each with our figure and whether the run supports it.")
+            "rows of the results table below, each with our figure and whether the run supports it.", width=116)
 
 def _fill(text: str, name: str, content: str, required: bool = False) -> str:
     a, b = f'<!-- {name}:start -->', f'<!-- {name}:end -->'
@@ -378,8 +380,9 @@ def update_readme(run_dir, readme='README.md', command='make reproduce') -> Path
     m = json.loads((run_dir/'metrics.json').read_text())
     run, text = m.get('run') or {}, readme.read_text()
     text = _fill(text, 'study', study_paragraph())
-    if (tl := timing_line(m)): text = _fill(text, 'timing', f"Measured on the last `{command}` (profile "
-                                             f"{run.get('profile') or 'run'}): {tl}")
+    if (tl := timing_line(m)):
+        line = f"Measured on the last `{command}` (profile {run.get('profile') or 'run'}): {tl}"
+        text = _fill(text, 'timing', textwrap.fill(line, width=116))
     sha = (m.get('corpus') or {}).get('corpus_sha256') or run.get('corpus_sha256')
     results = (f"From `{run_dir}/REPORT.md`, made by `{command}` (profile {run.get('profile') or 'run'}"
                + (f", corpus SHA-256 `{str(sha)[:12]}…`" if _corpus_ran(m) and sha else '') + "):\n\n"

@@ -355,7 +355,6 @@ def assess_compression(m: dict) -> dict:
     gain, pgain = g['ratio'] / a['ratio'], pc['subspace_global']['ratio'] / pc['amplitudes']['ratio']
     label = 'yes' if gain < MODEST_GAIN else 'no'
     cost, k = signed(g['test_loss'] - a['test_loss']), g.get('k')
-    k = int(k) if isinstance(k, float) and k.is_integer() else k
     ours = f"{sig(a['ratio'])}× → {sig(g['ratio'])}× (gain {_x(gain)}), test loss {cost}"
     words = 'modest, as the paper reports' if label == 'yes' else 'substantial, unlike what the paper reports'
     sentence = (f"The global subspace (k = {sig(k)}) improves the ratio over the amplitudes by {_x(gain)} (paper: "
