@@ -12,9 +12,9 @@ from .study import PAPER, CLAIMS, SECTIONS, PROFILES, SECTION_NAMES, matrix_labe
 # %% auto #0
 __all__ = ['HEADERS', 'SCALES', 'STRUCTURE_FIELDS', 'MAX_TRAJECTORY_ROWS', 'RENDERERS', 'CSS', 'cell', 'md_table', 'header',
            'scaled', 'record_table', 'table_notes', 'paper_layers', 'render_structure', 'render_gradient',
-           'render_corpus', 'render_sft', 'render_compression', 'render_recipe', 'render_generic', 'section_md',
-           'banner', 'run_line', 'fit_md', 'headline', 'duration', 'timing_line', 'write_report', 'write_html',
-           'study_paragraph', 'update_readme']
+           'render_corpus', 'render_sft', 'render_compression', 'render_recipe', 'recipe_list', 'render_generic',
+           'section_md', 'banner', 'run_line', 'fit_md', 'headline', 'headline_md', 'duration', 'timing_line',
+           'write_report', 'write_html', 'study_paragraph', 'update_readme']
 
 # %% ../nbs/21_report.ipynb #e809ebbd
 def cell(x) -> str:
@@ -182,7 +182,6 @@ def _paper_stage(r: dict) -> dict:
 def render_compression(metrics: dict) -> str:
     m = metrics['compression']
     out = [record_table(m.get('stages', []), first='stage', extra=_paper_stage)]
-    if m.get('gap') is not None and not isinstance(m['gap'], dict): out.append(f"\nGap (recorded): {cell(m['gap'])}.\n")
     if m.get('counts'):
         out += [f"\nAmplitude counts of this model (the paper's {PAPER['amplitudes']:,} count `attn.c_proj` only):\n",
                 md_table(m['counts'])]
@@ -205,8 +204,12 @@ def render_recipe(metrics: dict) -> str:
         out += ["\nPR along training:\n", md_table(tr)]
     elif tr: out.append(f"\nPR along training: {len(tr)} points in `metrics.json` (`recipe.trajectory`).\n")
     v = V.recipe_verdicts(metrics)
-    if v: out += ["\n**Verdicts.**\n", ''.join(f"- _{CLAIMS.get(k, k)}_: {s}\n" for k, s in v.items())]
+    if v: out += ["\n**Verdicts.**\n", recipe_list(v)]
     return '\n'.join(out)
+
+def recipe_list(v: dict) -> str:
+    "§6's verdicts as a list: each claim of the paper, in italics, and the recipe section's sentence."
+    return ''.join(f"- _{CLAIMS.get(k, k)}_: {s}\n" for k, s in v.items())
 
 # %% ../nbs/21_report.ipynb #2ee07f7b
 def render_generic(name: str, m: dict) -> str:
@@ -286,6 +289,14 @@ def headline(metrics: dict) -> list[dict]:
     return [{'claim (paper)': CLAIMS[k], 'ours': a['ours'], 'supported?': a['label']}
             for k, a in V.assess(metrics).items()]
 
+def headline_md(metrics: dict) -> str:
+    "The headline: the claims table, then the fit's verdict for fitted amplitudes and §6's verdicts, when present."
+    out = [md_table(headline(metrics))]
+    if (fit := V.fit_summary(metrics)['sentence']): out.append(f"\n{fit}\n")
+    if (rv := V.recipe_verdicts(metrics)):
+        out.append("\nUnder other training recipes (§6):\n\n" + recipe_list(rv))
+    return ''.join(out)
+
 def _secs(x):
     keys = ('seconds', 'total_seconds', 'wall_seconds', 'total_s')
     if isinstance(x, dict): x = next((x[k] for k in keys if k in x), None)
@@ -319,12 +330,10 @@ def write_report(run_dir, metrics: dict | None = None) -> Path:
     "Write `run_dir/REPORT.md` from its metrics.json (or the given `metrics`)."
     run_dir = Path(run_dir)
     metrics = metrics if metrics is not None else json.loads((run_dir/'metrics.json').read_text())
-    head = [f"# {PAPER['title']}: regenerated\n", banner(metrics), run_line(metrics), fit_md(metrics),
-            "## Headline\n", md_table(headline(metrics))]
-    rv = V.recipe_verdicts(metrics)
-    if rv: head.append("\nUnder other training recipes (§6):\n\n" + ''.join(f"- _{CLAIMS.get(k, k)}_: {s}\n"
-                                                                         for k, s in rv.items()))
+    head = [f"# {PAPER['title']}: regenerated\n", banner(metrics), run_line(metrics), "## Headline\n",
+            headline_md(metrics)]
     if (tl := timing_line(metrics)): head.append(f"\nWall clock: {tl}\n")
+    head.append(fit_md(metrics))
     body = [section_md(s.name, metrics, run_dir) for s in SECTIONS]
     p = run_dir/'REPORT.md'
     p.write_text('\n'.join(h for h in head if h) + '\n' + '\n'.join(body))
@@ -386,6 +395,6 @@ def update_readme(run_dir, readme='README.md', command='make reproduce') -> Path
     sha = (m.get('corpus') or {}).get('corpus_sha256') or run.get('corpus_sha256')
     results = (f"From `{run_dir}/REPORT.md`, made by `{command}` (profile {run.get('profile') or 'run'}"
                + (f", corpus SHA-256 `{str(sha)[:12]}…`" if _corpus_ran(m) and sha else '') + "):\n\n"
-               + md_table(headline(m)))
+               + headline_md(m))
     readme.write_text(_fill(text, 'results', results, required=True))
     return readme

@@ -123,7 +123,8 @@ def null_text(rec: dict) -> str:
 def structure_globals(s: dict) -> list[dict]:
     "The global rows of a structure section: one dict (older runs) or a list of group records, as a list."
     g = (s or {}).get('global')
-    return [] if not g else [dict(g, matrix=g.get('matrix', 'global'))] if isinstance(g, dict) else list(g)
+    rows = [] if not g else [g] if isinstance(g, dict) else list(g)
+    return [dict(r, matrix=r.get('matrix') or r.get('label') or 'global') for r in rows]
 
 def paper_global(s: dict) -> dict | None:
     "The global row comparable with the paper's: 'global', else the attn.c_proj group."
