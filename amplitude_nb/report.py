@@ -257,11 +257,12 @@ def _corpus_ran(metrics: dict) -> bool:
 
 def run_line(metrics: dict) -> str:
     "What was run: profile ('run' for a user's checkpoint), checkpoint, base, corpus hash (if §3 ran), seed, version."
+    # the banner already describes a smoke or quick profile
     run = metrics.get('run') or {}
     prof = run.get('profile') or 'run'
     spec = PROFILES.get(prof)
-    parts = [f"Profile **{prof}** ({spec.description if spec else 'a checkpoint given to `amplitude-nb run`'})",
-             f"checkpoint `{run.get('checkpoint')}`"]
+    desc = '' if banner(metrics) else f" ({spec.description if spec else 'a checkpoint given to `amplitude-nb run`'})"
+    parts = [f"Profile **{prof}**{desc}", f"checkpoint `{run.get('checkpoint')}`"]
     if run.get('base'): parts.append(f"base `{run['base']}`")
     if run.get('base_train_tokens'):
         parts.append(f"the base trained on {cell(run['base_train_tokens'])} tokens to validation loss "
