@@ -9,7 +9,7 @@ ROOT = Path(__file__).parent.parent
 PAPER_RUN = ROOT/'reports'/'paper'
 
 def test_import_is_light():
-    code = ("import sys, amplitude_nb.report; "
+    code = ("import sys, amplitude_nb.report, amplitude_nb.verdicts; "
             "print(sorted(m for m in ('torch', 'matplotlib', 'seaborn', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == '[]', out
