@@ -7,8 +7,18 @@ from __future__ import annotations
 import math
 
 # %% auto #0
-__all__ = ['STRUCTURE_WORDS', 'compare_intervals', 'structured', 'structure_verdict', 'p_uncertainty', 'p_verdict',
-           'threshold_verdict', 'sig']
+__all__ = ['STRUCTURE_WORDS', 'STRUCTURE_LABELS', 'NOT_TESTED', 'KURTOSIS_HUNDREDS', 'KURTOSIS_HEAVY', 'MODEST_GAIN',
+           'CHANCE_FACTOR', 'ASSESSMENTS', 'SECTION_CLAIMS', 'compare_intervals', 'structured', 'structure_verdict',
+           'p_uncertainty', 'p_verdict', 'p_label', 'threshold_verdict', 'sig', 'ci_text', 'signed', 'pct',
+           'null_interval', 'structure_label', 'null_text', 'structure_globals', 'paper_global', 'structure_summary',
+           'assess_global_pr', 'assess_crystallizable', 'assess_kurtosis', 'assess_depth', 'assess_alignment',
+           'assess_corpus_r2', 'section_timing', 'assess_c_proj', 'assess_freeze', 'assess_compression',
+           'compression_gap', 'fit_rows', 'fit_label', 'fit_summary', 'assess', 'supported', 'recipe_verdicts',
+           'section_verdict']
+
+# %% ../nbs/06_verdicts.ipynb #7d1e0a21
+from collections import Counter
+from .study import PAPER, CLAIMS, CLASS_THRESHOLDS, matrix_label, matrix_order
 
 # %% ../nbs/06_verdicts.ipynb #ea801366
 def compare_intervals(ci: tuple, null_ci: tuple) -> str:
@@ -42,6 +52,14 @@ def p_verdict(p: float, n: int, alpha: float = 0.05) -> str:
     if abs(p - alpha) <= 2 * p_uncertainty(alpha, n): return 'marginal'
     return 'significant' if p < alpha else 'not significant'
 
+# %% ../nbs/06_verdicts.ipynb #9b1c40d2
+def p_label(p, n: int | None = None, alpha: float = 0.05, band: float = 2.0) -> str:
+    "`p_verdict` for a p from `n` random draws; for an analytic p (`n` None), 'marginal' within a factor `band` of α."
+    if p is None or (isinstance(p, float) and math.isnan(p)): return 'not tested'
+    if n: return p_verdict(p, n, alpha)
+    if alpha / band <= p <= alpha * band: return 'marginal'
+    return 'significant' if p < alpha else 'not significant'
+
 # %% ../nbs/06_verdicts.ipynb #442a9cc2
 def threshold_verdict(ci: tuple, threshold: float) -> str:
     "'below' or 'above' when interval `ci` lies on one side of `threshold`; 'marginal' when it straddles it."
@@ -59,3 +77,379 @@ def sig(x, digits: int = 3) -> str:
     if x == 0: return '0'
     if math.isinf(x): return '∞' if x > 0 else '-∞'
     return f"{x:#.{digits}g}".rstrip('.') if abs(x) < 10 ** digits else f"{round(x):,}"
+
+# %% ../nbs/06_verdicts.ipynb #6b8e5f14
+def _missing(x) -> bool: return x is None or (isinstance(x, float) and math.isnan(x))
+
+def ci_text(est, lo, hi, digits: int = 3) -> str:
+    "'7.53 [7.49, 7.59]'; an estimate outside its own interval says so: '7.90 (outside its interval [7.91, 8.00])'."
+    if _missing(lo) or _missing(hi): return sig(est, digits)
+    iv = f"[{sig(lo, digits)}, {sig(hi, digits)}]"
+    if not _missing(est) and not lo <= est <= hi: return f"{sig(est, digits)} (outside its interval {iv})"
+    return f"{sig(est, digits)} {iv}"
+
+def signed(x, digits: int = 3) -> str:
+    "`sig` with an explicit '+' on positive numbers: a difference."
+    return ('+' if not _missing(x) and x > 0 else '') + sig(x, digits)
+
+def pct(x):
+    "A share as a percentage (None stays None)."
+    return None if _missing(x) else 100 * x
+
+# %% ../nbs/06_verdicts.ipynb #4f2a9b61
+STRUCTURE_LABELS = {'below': 'structured', 'overlap': 'indistinguishable from noise',
+                    'above': 'more isotropic than noise'}
+
+def null_interval(rec: dict) -> tuple:
+    "The noise interval of a structure record (a point interval for records written before the basis-aware null)."
+    lo, hi = rec.get('PR_null_low'), rec.get('PR_null_high')
+    return (rec.get('PR_null'),) * 2 if _missing(lo) or _missing(hi) else (lo, hi)
+
+def structure_label(rec: dict) -> str:
+    "'structured', 'indistinguishable from noise', 'more isotropic than noise' or 'undefined' for one record."
+    if _missing(rec.get('PR')): return 'undefined'
+    if rec.get('structured') is True: return 'structured'
+    side = compare_intervals((rec.get('PR_ci_low'), rec.get('PR_ci_high')), null_interval(rec))
+    if rec.get('structured') is False and side == 'below': side = 'overlap'   # the record's own rule wins
+    return STRUCTURE_LABELS[side]
+
+def null_text(rec: dict) -> str:
+    "The noise PR of a record with its interval, or a note that it is an older point null."
+    if _missing(rec.get('PR_null_low')) or _missing(rec.get('PR_null_high')):
+        return f"{sig(rec.get('PR_null'))} (a point null, not basis-aware)"
+    return ci_text(rec.get('PR_null'), rec['PR_null_low'], rec['PR_null_high'])
+
+# %% ../nbs/06_verdicts.ipynb #e2a47d90
+def structure_globals(s: dict) -> list[dict]:
+    "The global rows of a structure section: one dict (older runs) or a list of group records, as a list."
+    g = (s or {}).get('global')
+    rows = [] if not g else [g] if isinstance(g, dict) else list(g)
+    return [dict(r, matrix=r.get('matrix') or r.get('label') or 'global') for r in rows]
+
+def paper_global(s: dict) -> dict | None:
+    "The global row comparable with the paper's: 'global', else the attn.c_proj group."
+    rows = {r.get('matrix'): r for r in structure_globals(s)}
+    return next((rows[k] for k in ('global', 'global attn.c_proj', 'global c_proj') if k in rows), None)
+
+# %% ../nbs/06_verdicts.ipynb #93d1f6a7
+def structure_summary(s: dict) -> str:
+    "§1's verdict: the paper-comparable global row against its noise interval, then the count per label over matrices."
+    out, P = [], PAPER['structure_global']['PR']
+    g = paper_global(s)
+    if g is not None and not _missing(g.get('PR')):
+        inside = not _missing(g.get('PR_ci_low')) and g['PR_ci_low'] <= P <= g['PR_ci_high']
+        out.append(f"The {g['matrix']} PR is {ci_text(g['PR'], g.get('PR_ci_low'), g.get('PR_ci_high'))} against "
+                   f"{null_text(g)} for an isotropic update seen through the same basis: {structure_label(g)}. "
+                   f"The paper's {P} lies {'inside' if inside else 'outside'} our interval.")
+    elif g is not None: out.append("The global PR is undefined (the amplitudes have no variance).")
+    labels = Counter(structure_label(r) for r in s.get('matrices', []))
+    if labels:
+        n = sum(labels.values())
+        out.append("Per matrix: " + ', '.join(f"{v} of {n} {k}" for k, v in labels.most_common()) + '.')
+        if labels.get('indistinguishable from noise') == n:
+            out.append("No matrix is distinguishable from the amplitudes of an isotropic update: the structure "
+                       "tables here describe noise.")
+    return ' '.join(out)
+
+# %% ../nbs/06_verdicts.ipynb #c3b3f8e0
+NOT_TESTED = dict(label='not tested', ours='—', sentence='')
+
+def _section(m: dict, name: str):
+    return None if name in ((m.get('run') or {}).get('skipped') or {}) else m.get(name)
+
+def assess_global_pr(m: dict) -> dict:
+    "Claim `global_pr`: structured, and the paper's global PR inside our interval."
+    g = paper_global(_section(m, 'structure') or {})
+    if g is None or _missing(g.get('PR')): return NOT_TESTED
+    P, lab = PAPER['structure_global']['PR'], structure_label(g)
+    inside = not _missing(g.get('PR_ci_low')) and g['PR_ci_low'] <= P <= g['PR_ci_high']
+    ours = (f"{g['matrix']} PR {ci_text(g['PR'], g.get('PR_ci_low'), g.get('PR_ci_high'))}, noise {null_text(g)}; "
+            f"PC1 {sig(pct(g.get('PC1')))}%, k95 {sig(g.get('k95'))}")
+    return dict(label='yes' if lab == 'structured' and inside else 'no', ours=ours,
+                sentence=structure_summary(_section(m, 'structure')))
+
+# %% ../nbs/06_verdicts.ipynb #2b7f4c16
+KURTOSIS_HUNDREDS, KURTOSIS_HEAVY = 100.0, 10.0
+
+def _matrices(m: dict) -> list[dict]:
+    return (_section(m, 'structure') or {}).get('matrices') or (_section(m, 'gradient') or {}).get('matrices') or []
+
+def assess_crystallizable(m: dict) -> dict:
+    "Claim `crystallizable`: some matrix whose PR interval lies below the crystallizable threshold."
+    rows = [r for r in _matrices(m) if not _missing(r.get('PR'))]
+    if not rows: return NOT_TESTED
+    low = CLASS_THRESHOLDS[0]
+    side = {r['matrix']: threshold_verdict((r.get('PR_ci_low', r['PR']), r.get('PR_ci_high', r['PR'])), low)
+            for r in rows}
+    r = min(rows, key=lambda r: r['PR'])
+    ours = f"lowest: {matrix_label(r['matrix'])} PR {ci_text(r['PR'], r.get('PR_ci_low'), r.get('PR_ci_high'))}"
+    label = 'yes' if 'below' in side.values() else 'marginal' if 'marginal' in side.values() else 'no'
+    found = sorted((k for k, v in side.items() if v == 'below'), key=matrix_order)
+    sentence = (f"{len(found)} matrix(es) crystallizable (PR interval below {low}): "
+                + ', '.join(map(matrix_label, found)) + '.' if found else
+                f"No matrix has its PR interval below {low}; the lowest is {ours.removeprefix('lowest: ')}"
+                + (", whose interval straddles the threshold." if label == 'marginal' else '.'))
+    return dict(label=label, ours=ours, sentence=sentence)
+
+def assess_kurtosis(m: dict) -> dict:
+    "Claim `kurtosis`: the largest per-matrix excess kurtosis against 100 (the paper's hundreds) and 10 (heavy)."
+    rows = [r for r in _matrices(m) if not _missing(r.get('kurtosis'))]
+    if not rows: return NOT_TESTED
+    r = max(rows, key=lambda r: r['kurtosis'])
+    k, med = r['kurtosis'], sorted(x['kurtosis'] for x in rows)[len(rows) // 2]
+    label = 'yes' if k >= KURTOSIS_HUNDREDS else 'no' if k < KURTOSIS_HEAVY else 'marginal'
+    ours = f"max {sig(k)} ({matrix_label(r['matrix'])}), median {sig(med)}"
+    words = {'yes': 'in the hundreds, as the paper reports', 'no': 'not heavy-tailed, unlike the paper\'s hundreds',
+             'marginal': 'heavy-tailed, but short of the paper\'s hundreds'}[label]
+    return dict(label=label, ours=ours, sentence=f"Excess kurtosis per matrix: {ours}: {words}.")
+
+# %% ../nbs/06_verdicts.ipynb #1e6f5c27
+def assess_depth(m: dict) -> dict:
+    "Claim `depth`: PR rises with depth (Spearman ρ over all matrices, with its p-value)."
+    g = _section(m, 'gradient')
+    if not g: return NOT_TESTED
+    rho, p = g.get('spearman_rho'), g.get('spearman_p')
+    if _missing(rho): return dict(NOT_TESTED, sentence=f"The gradient cannot be tested: {g.get('spearman_note')}.")
+    n = next((r.get('n') for r in g.get('spearman', []) if r.get('kind') == 'all'), None)
+    pl = p_label(p)
+    ours = f"ρ = {sig(rho)}, p = {sig(p)}" + (f" (n = {n})" if n else '')
+    label = 'no' if rho <= 0 else {'significant': 'yes', 'marginal': 'marginal'}.get(pl, 'no')
+    how = {'significant': 'significantly', 'marginal': 'marginally (p within a factor of 2 of 0.05)',
+           'not significant': 'not significantly'}.get(pl, '')
+    judge = {'yes': 'this supports', 'marginal': 'this does not settle'}.get(label, 'the data do not support')
+    sentence = (f"Spearman {ours}: PR {'rises' if rho > 0 else 'falls'} with depth, {how}; "
+                f"{judge} the paper's claim that early layers have lower PR.")
+    return dict(label=label, ours=ours, sentence=sentence)
+
+# %% ../nbs/06_verdicts.ipynb #a7c3e5d2
+def assess_alignment(m: dict) -> dict:
+    "Claim `alignment`: amplitude PCs align with the corpus covariance beyond random rotations."
+    c = _section(m, 'corpus')
+    if not c or _missing(c.get('alignment')): return NOT_TESTED
+    ch = c.get('alignment_chance') or {}
+    p, n = c.get('alignment_p'), ch.get('n_rotations')
+    pv = p_verdict(p, n) if n else p_label(p)
+    ours = f"{sig(c['alignment'])} (chance {sig(ch.get('mean'))}, 95th pct {sig(ch.get('p95'))}, p = {sig(p)})"
+    label = {'significant': 'yes', 'marginal': 'marginal', 'not significant': 'no'}.get(pv, 'not tested')
+    words = {'yes': 'above chance', 'marginal': f"marginal: within two Monte Carlo errors of 0.05 at {sig(n)} "
+             "rotations, so a rebuild may land on either side", 'no': 'not distinguishable from chance'}
+    sentence = (f"Alignment {sig(c['alignment'])} against random rotations' {sig(ch.get('mean'))} (95th percentile "
+                f"{sig(ch.get('p95'))}), p = {sig(p)}: {words.get(label, 'not tested')}; the paper reports "
+                f"{PAPER['corpus']['alignment']} without a chance level.")
+    return dict(label=label, ours=ours, sentence=sentence)
+
+def assess_corpus_r2(m: dict) -> dict:
+    "Claim `corpus_r2`: corpus statistics do not predict the amplitude scores (out-of-fold R², permutation p)."
+    c = _section(m, 'corpus')
+    if not c or _missing(c.get('r2')): return NOT_TESTED
+    p, n = c.get('r2_p'), (c.get('cv') or {}).get('n_perm')
+    pv = p_verdict(p, n) if n else p_label(p)
+    label = {'not significant': 'yes', 'marginal': 'marginal'}.get(pv, 'no' if c['r2'] > 0 else 'yes')
+    ours = f"R² {sig(c['r2'])} (p = {sig(p)}); one-step gradient {sig(c.get('r2_onestep'))}"
+    what = {'yes': 'not predictable from corpus statistics, as the paper says',
+            'marginal': 'marginal: p within two Monte Carlo errors of 0.05',
+            'no': 'partly predictable from corpus statistics, against the paper'}[label]
+    sentence = (f"Corpus statistics predict the amplitude scores with out-of-fold R² {sig(c['r2'])} (permutation p = "
+                f"{sig(p)}): {what}. The one-step SFT gradient reaches R² {sig(c.get('r2_onestep'))} "
+                f"(p = {sig(c.get('r2_onestep_p'))}).")
+    return dict(label=label, ours=ours, sentence=sentence)
+
+# %% ../nbs/06_verdicts.ipynb #2c5d8f10
+def section_timing(m: dict, name: str) -> dict:
+    "A section's own timing record, from `timing.sections.<name>` (newer runs) or `timing.<name>` (older)."
+    t = m.get('timing') or {}
+    x = (t.get('sections') or {}).get(name, t.get(name))
+    return x if isinstance(x, dict) else {}
+
+def assess_c_proj(m: dict) -> dict:
+    "Claim `c_proj`: the paper's 35.4% within two seed standard deviations of our c_proj efficiency."
+    c = ((_section(m, 'sft') or {}).get('arms') or {}).get('c_proj')
+    if not c or _missing(c.get('efficiency')): return NOT_TESTED
+    P, e, sd = PAPER['sft']['efficiency'], c['efficiency'], c.get('efficiency_std')
+    half = 0 if _missing(sd) else 2 * sd
+    label = 'yes' if e - half <= P <= e + half else 'no'
+    spread = '' if _missing(sd) else f" ± {sig(pct(sd))}"
+    ours = f"{sig(pct(e))}{spread}% with {sig(c.get('pct_params'))}% of the parameters"
+    rel = 'about the same as' if label == 'yes' else 'more than' if e > P else 'less than'
+    sentence = (f"Training `attn.c_proj` alone ({sig(c.get('pct_params'))}% of the parameters) recovers "
+                f"{sig(pct(e))}{spread}% of full SFT's test-loss gain (mean ± sd over {sig(c.get('n_seeds'))} seeds): "
+                f"{rel} the paper's {sig(pct(P))}% (one run).")
+    return dict(label=label, ours=ours, sentence=sentence)
+
+# %% ../nbs/06_verdicts.ipynb #7a2b9c31
+def _arm(m: dict, name: str) -> dict | None:
+    a = ((_section(m, 'sft') or {}).get('arms') or {}).get(name)
+    if a is None: return None
+    t = (section_timing(m, 'sft').get('arms') or {}).get(name) or {}
+    return {**a, **{k: v for k, v in t.items() if k != 'seconds'}, 'run_time': t.get('seconds')}
+
+def _x(v) -> str: return f"{sig(v)}×"
+
+def _freeze_judge(z: dict, lo: float, hi: float) -> tuple[str, str]:
+    sp = z['speedup_full'] if z.get('reached_full') else z.get('speedup_95')
+    spread = z.get('speedup_full_std' if z.get('reached_full') else 'speedup_95_std')
+    low = sp if _missing(spread) else sp - spread          # one seed-to-seed standard deviation below the mean
+    guess = f"the paper's {lo:g}–{hi:g}×"
+    if low >= lo: return 'yes', f"That supports {guess} guess" + (" (and exceeds it)." if low > hi else ".")
+    if sp >= lo: return 'marginal', (f"On average that is in {guess} range, but the seed-to-seed spread is too wide "
+                                     "to call it: the data neither confirm nor rule out the guess.")
+    if low > 1: return 'no', f"That is faster, but short of {guess} guess, which these data do not support."
+    if sp > 1: return 'no', ("That is no speedup distinguishable from the timing noise between seeds; the data do not "
+                             f"support the paper's {lo:g}–{hi:g}× guess.")
+    return 'no', f"That is no speedup at all: the data do not support the paper's {lo:g}–{hi:g}× guess."
+
+# %% ../nbs/06_verdicts.ipynb #9c8d7e6f
+def _freeze_control(m: dict) -> str:
+    c = _arm(m, 'freeze_depth')
+    if not c or _missing(c.get('step_speed')): return ''
+    n = int(c.get('n_seeds') or 0)
+    reach = (f"reached full's final loss in {int(c['reached_full'])} of {n} seed(s) ({_x(c.get('speedup_full'))} to it)"
+             if c.get('reached_full') else "did not reach full's final loss"
+             + (f" (95% of its improvement {_x(c.get('speedup_95'))} as fast as full)" if c.get('reached_95') else ''))
+    return (f" The control that freezes as many matrices at the same points but front blocks first (`freeze_depth`) "
+            f"trained {_x(c['step_speed'])} as fast over a run, ended at {sig(c.get('test_loss_mean'))}, and {reach}.")
+
+def assess_freeze(m: dict) -> dict:
+    "Claim `freeze`: the PR-guided freezing arm's measured speedup against the paper's guessed 2–3×."
+    f, z = _arm(m, 'full'), _arm(m, 'freeze')
+    if not f or not z: return NOT_TESTED
+    lo, hi = PAPER['sft']['freeze_speedup']
+    if _missing(z.get('step_speed')):
+        return dict(NOT_TESTED, sentence="The freezing arm ran, but its timing was not recorded.")
+    n = int(z.get('n_seeds') or 0)
+    head = (f"Over a run, PR-guided freezing trained {_x(z['step_speed'])} as fast as full SFT "
+            f"({sig(z.get('run_time'))} s against full's {sig(f.get('run_time'))} s on the interleaved step-cost "
+            f"clock; the runs' own clocks, read at "
+            f"different times on a shared machine, say {_x(z.get('raw_step_speed'))}), and ended at test loss "
+            f"{sig(z.get('test_loss_mean'))} against full's {sig(f.get('test_loss_mean'))} "
+            f"({signed(z.get('test_loss_mean', 0) - f.get('test_loss_mean', 0))}, mean of {n} seed(s)). ")
+    sd = lambda k: '' if _missing(z.get(k)) else f" (± {sig(z[k])} over seeds)"
+    if z.get('reached_full'):
+        what = (f"reached the full arm's final test loss in {int(z['reached_full'])} of {n} seed(s), with a wall-clock "
+                f"speedup to that loss of {_x(z.get('speedup_full'))}{sd('speedup_full_std')}")
+    elif z.get('reached_95'):
+        what = (f"never reached the full arm's final test loss; it reached 95% of full's improvement in "
+                f"{int(z['reached_95'])} of {n} seed(s), {_x(z.get('speedup_95'))}{sd('speedup_95_std')} "
+                "as fast as full did")
+    else:
+        return dict(label='no', ours=f"{_x(z['step_speed'])} over a run; full's loss not reached",
+                    sentence=head + ("It reached neither the full arm's final test loss nor 95% of its improvement, so "
+                                     f"there is no speedup to the same loss: the data do not support the paper's "
+                                     f"{lo:g}–{hi:g}× guess.") + _freeze_control(m))
+    label, judge = _freeze_judge(z, lo, hi)
+    sp = z.get('speedup_full') if z.get('reached_full') else z.get('speedup_95')
+    ours = f"{_x(sp)} to {'full' if z.get('reached_full') else '95% of full'}'s loss; {_x(z['step_speed'])} over a run"
+    return dict(label=label, ours=ours, sentence=head + f"It {what}. " + judge + _freeze_control(m))
+
+# %% ../nbs/06_verdicts.ipynb #6c5d4e3f
+MODEST_GAIN = 1.5
+
+def _stages(m: dict) -> dict:
+    return {r.get('stage'): r for r in (_section(m, 'compression') or {}).get('stages', [])}
+
+def assess_compression(m: dict) -> dict:
+    "Claim `compression`: the global subspace's ratio over the amplitudes' (the paper: 623× → 709×, modest)."
+    st = _stages(m)
+    a, g = st.get('amplitudes'), st.get('subspace_global')
+    if not a or not g or _missing(a.get('ratio')) or _missing(g.get('ratio')): return NOT_TESTED
+    pc = PAPER['compression']
+    gain, pgain = g['ratio'] / a['ratio'], pc['subspace_global']['ratio'] / pc['amplitudes']['ratio']
+    label = 'yes' if gain < MODEST_GAIN else 'no'
+    cost, k = signed(g['test_loss'] - a['test_loss']), g.get('k')
+    ours = f"{sig(a['ratio'])}× → {sig(g['ratio'])}× (gain {_x(gain)}), test loss {cost}"
+    words = 'modest, as the paper reports' if label == 'yes' else 'substantial, unlike what the paper reports'
+    sentence = (f"The global subspace (k = {sig(k)}) improves the ratio over the amplitudes by {_x(gain)} (paper: "
+                f"{pc['subspace_global']['ratio']}/{pc['amplitudes']['ratio']} = {_x(pgain)}) at a test-loss cost of "
+                f"{cost} nats: further compression is {words}.")
+    return dict(label=label, ours=ours, sentence=sentence)
+
+def compression_gap(m: dict) -> str:
+    "What the amplitude parameterization costs: the checkpoint's (raw) test loss against base + AΦ's."
+    st = _stages(m)
+    raw, a, base = st.get('raw'), st.get('amplitudes'), st.get('base')
+    if not raw or not a or _missing(raw.get('test_loss')) or _missing(a.get('test_loss')): return ''
+    gap = a['test_loss'] - raw['test_loss']
+    kept = ''
+    if base and not _missing(base.get('test_loss')) and base['test_loss'] - raw['test_loss'] > 0:
+        share = (base['test_loss'] - a['test_loss']) / (base['test_loss'] - raw['test_loss'])
+        kept = f"; base + AΦ keeps {sig(pct(share))}% of the checkpoint's gain over the base"
+    if abs(gap) < 1e-5:
+        return (f"The checkpoint (raw) and base + AΦ have the same test loss ({sig(raw['test_loss'])}); for a "
+                "checkpoint trained as amplitudes this holds by construction.")
+    return (f"The checkpoint itself (raw) has test loss {sig(raw['test_loss'])}, base + AΦ {sig(a['test_loss'])}: the "
+            f"amplitude parameterization costs {signed(gap)} nats{kept}.")
+
+# %% ../nbs/06_verdicts.ipynb #7c6b5a4e
+CHANCE_FACTOR = 2.0
+
+def fit_rows(m: dict) -> list[dict]:
+    "The per-matrix fit records (`fit.matrices`, or an older run's `run.fidelity`), sorted by layer."
+    rows = (m.get('fit') or {}).get('matrices')
+    if rows is None:
+        rows = [dict(matrix=k, fidelity=v) for k, v in ((m.get('run') or {}).get('fidelity') or {}).items()]
+    return sorted(rows, key=lambda r: matrix_order(r.get('matrix', '')))
+
+def fit_label(rec: dict) -> str:
+    "'at chance' (fidelity within `CHANCE_FACTOR` of K/n_in), 'above chance', or 'no chance level'."
+    f, c = rec.get('fidelity'), rec.get('fidelity_chance')
+    if _missing(f) or _missing(c) or c <= 0: return 'no chance level'
+    return 'at chance' if f < CHANCE_FACTOR * c else 'above chance'
+
+# %% ../nbs/06_verdicts.ipynb #2d1c0b9a
+def _span(xs) -> str:
+    xs = [x for x in xs if not _missing(x)]
+    return '—' if not xs else sig(min(xs)) if sig(min(xs)) == sig(max(xs)) else f"{sig(min(xs))}–{sig(max(xs))}"
+
+def fit_summary(m: dict) -> dict:
+    "The fit's verdict: `label` ('at chance', 'partly at chance', 'above chance', 'no chance level'), `sentence`."
+    rows, ff = fit_rows(m), (m.get('fit') or {}).get('functional_fidelity')
+    if not rows: return dict(label='not fitted', sentence='')
+    labels = [fit_label(r) for r in rows]
+    head = f"Fitted amplitudes keep {_span(r.get('fidelity') for r in rows)} of ‖ΔW‖² per matrix"
+    func = '' if _missing(ff) else (f" As a model, base + AΦ keeps {sig(pct(ff))}% of the checkpoint's held-out loss "
+                                   "gain over the base.")
+    if 'no chance level' in labels:
+        return dict(label='no chance level', sentence=head + " (no chance level was recorded)." + func)
+    head += (f", against {_span(r.get('fidelity_chance') for r in rows)} for an isotropic update (K/n_in) and "
+             f"{_span(r.get('fidelity_bound') for r in rows)} for the best K-row basis (SVD bound)")
+    at = [r['matrix'] for r, l in zip(rows, labels) if l == 'at chance']
+    if len(at) == len(rows):
+        return dict(label='at chance', sentence=head + f": the fit is at chance in all {len(rows)} matrices. The "
+                    "amplitudes are a random projection of the update, and the sections below describe that random "
+                    "projection, not the fine-tune." + func)
+    if at:
+        return dict(label='partly at chance', sentence=head + f": the fit is at chance in {len(at)} of {len(rows)} "
+                    f"matrices ({', '.join(map(matrix_label, at))}); for those, the sections below describe a random "
+                    "projection, not the fine-tune." + func)
+    return dict(label='above chance', sentence=head + ": the fit is above chance in every matrix." + func)
+
+# %% ../nbs/06_verdicts.ipynb #3a2b1c0d
+ASSESSMENTS = dict(global_pr=assess_global_pr, crystallizable=assess_crystallizable, depth=assess_depth,
+                   kurtosis=assess_kurtosis, alignment=assess_alignment, corpus_r2=assess_corpus_r2,
+                   c_proj=assess_c_proj, freeze=assess_freeze, compression=assess_compression)
+
+def assess(metrics: dict) -> dict:
+    "{claim: {label, ours, sentence}} for every claim of `study.CLAIMS`, in its order."
+    return {k: ASSESSMENTS[k](metrics) if k in ASSESSMENTS else NOT_TESTED for k in CLAIMS}
+
+def supported(metrics: dict) -> dict:
+    "{claim: 'yes' | 'no' | 'marginal' | 'not tested'} for every claim of `study.CLAIMS`."
+    return {k: a['label'] for k, a in assess(metrics).items()}
+
+def recipe_verdicts(metrics: dict) -> dict:
+    "§6's {claim: sentence}, claims of `study.CLAIMS` first, in its order."
+    v = (_section(metrics, 'recipe') or {}).get('verdicts') or {}
+    return {k: v[k] for k in sorted(v, key=lambda k: list(CLAIMS).index(k) if k in CLAIMS else len(CLAIMS))}
+
+# %% ../nbs/06_verdicts.ipynb #8a9b0c1d
+SECTION_CLAIMS = dict(structure=('crystallizable', 'kurtosis'), gradient=('depth',), corpus=('alignment', 'corpus_r2'),
+                      sft=('c_proj', 'freeze'), compression=('compression',))
+
+def section_verdict(name: str, metrics: dict) -> str:
+    "The verdict paragraph of section `name`, from the assessments of its claims."
+    a = assess(metrics)
+    parts = [structure_summary(_section(metrics, 'structure') or {})] if name == 'structure' else []
+    parts += [a[k]['sentence'] for k in SECTION_CLAIMS.get(name, ()) if a[k]['sentence']]
+    if name == 'compression': parts.append(compression_gap(metrics))
+    if name == 'recipe': parts += [f"{k}: {v}" for k, v in recipe_verdicts(metrics).items()]
+    return ' '.join(p for p in parts if p)
