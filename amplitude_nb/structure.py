@@ -162,9 +162,9 @@ def _plain_and_jackknife(X):
         warnings.simplefilter('ignore', RuntimeWarning)          # all-NaN rows: no variance left
         return r, n * r - (n - 1) * np.nanmean(loo, -1)
 
-# %% ../nbs/10_structure.ipynb #b31295c3
+# %% ../nbs/10_structure.ipynb #12c59d09
 def pr_estimate(r, rj, K: int):
-    "The PR estimate an interval is centred on: the jackknife `rj` where defined, else the plain `r`, clipped to [1, K]."
+    "The PR estimate intervals are centred on: jackknife `rj` where defined, else plain `r`; clipped to [1, K]."
     r, rj = np.asarray(r, dtype=np.float64), np.asarray(rj, dtype=np.float64)
     return np.clip(np.where(np.isfinite(rj), rj, r), 1, K)
 
@@ -189,9 +189,9 @@ def simulate_rows(rows: int, lam, draws: int, seed=0, dist='gaussian') -> np.nda
     elif dist != 'gaussian': raise ValueError(f"dist must be 'gaussian' or 't5', got {dist!r}")
     return Z * np.sqrt(lam)
 
-# %% ../nbs/10_structure.ipynb #9eef9bf4
+# %% ../nbs/10_structure.ipynb #02955f3d
 def bias_study(spectra=SPECTRA, sizes=(256, 768), draws=1000, seed=0, dists=('gaussian', 't5')) -> pd.DataFrame:
-    "Mean error (bias), its standard error and RMSE of the plain, Gaussian-corrected and jackknife PR against the truth."
+    "Bias (mean error), its standard error and RMSE of the plain, Gaussian-corrected and jackknife PR."
     rec = []
     for dist in dists:
         for name, lam in spectra.items():
@@ -271,18 +271,19 @@ def coverage_study(spectra=SPECTRA, sizes=(256, 768), draws=200, n_boot=200, see
                          width=widths[m], draws=draws, n_boot=n_boot) for m in methods]
     return pd.DataFrame(rec)
 
-# %% ../nbs/10_structure.ipynb #b4c40694
+# %% ../nbs/10_structure.ipynb #2ad8fd30
 NULL_HOW = ('fit', 'gradient')
 
 def null_spectrum(Phi, how: str = 'fit') -> np.ndarray:
     "Eigenvalues (descending) of the amplitude covariance an isotropic update gives through Φ (K × n_in)."
     if how not in NULL_HOW: raise ValueError(f"how must be one of {NULL_HOW}, got {how!r}")
     Phi = np.asarray(Phi, dtype=np.float64)
-    if Phi.ndim != 2 or Phi.shape[0] > Phi.shape[1]: raise ValueError(f"Φ must be K × n_in with K ≤ n_in, got {Phi.shape}")
+    if Phi.ndim != 2 or Phi.shape[0] > Phi.shape[1]:
+        raise ValueError(f"Φ must be K × n_in with K ≤ n_in, got {Phi.shape}")
     w = np.clip(sorted_eigh(Phi @ Phi.T)[0], 0, None)
     if how == 'gradient': return w                                  # A ∝ ΔW Φᵀ: covariance ΦΦᵀ
     if not w[-1] > 1e-12 * w[0]: raise ValueError("ΦΦᵀ is singular: no amplitudes can be fitted through this basis")
-    return np.sort(1 / w)[::-1]                                     # A = ΔW Φᵀ(ΦΦᵀ)⁻¹: covariance (ΦΦᵀ)⁻¹
+    return np.sort(1 / w)[::-1]                                     # A = ΔWΦᵀ(ΦΦᵀ)⁻¹: covariance (ΦΦᵀ)⁻¹
 
 # %% ../nbs/10_structure.ipynb #80d7d909
 @lru_cache(maxsize=256)
@@ -298,9 +299,10 @@ def _null_estimates(rows: int, K: int, n_null: int, seed: int, scale: tuple) -> 
         est.append(pr_estimate(r, rj, K)); plain.append(r)
     return tuple(np.concatenate(est).tolist()), tuple(np.concatenate(plain).tolist())
 
-# %% ../nbs/10_structure.ipynb #ac870c68
-def null_pr(rows: int, K: int, n_null: int = 200, seed: int = 0, Phi=None, how: str = 'fit', level: float = 0.95) -> dict:
-    "The basis-aware null of the PR estimate: mean, `level` range and mean plain PR of isotropic updates seen through Φ."
+# %% ../nbs/10_structure.ipynb #8c12448c
+def null_pr(rows: int, K: int, n_null: int = 200, seed: int = 0, Phi=None, how: str = 'fit',
+            level: float = 0.95) -> dict:
+    "Basis-aware null of the PR estimate: mean, `level` range, mean plain PR of isotropic updates seen through Φ."
     if Phi is None: scale = (1.0,) * K                              # orthonormal Φ: i.i.d. isotropic amplitudes
     else:
         lam = null_spectrum(Phi, how)
@@ -314,12 +316,13 @@ def null_pr(rows: int, K: int, n_null: int = 200, seed: int = 0, Phi=None, how: 
 
 # %% ../nbs/10_structure.ipynb #54d1bf93
 ID_COLUMNS = ['matrix', 'label', 'layer', 'kind', 'members', 'rows', 'K']
-PR_COLUMNS = ['PR', 'PR_ci_low', 'PR_ci_high', 'PR_corrected', 'PR_null', 'PR_null_low', 'PR_null_high', 'PR_null_plain',
-              'structured', 'verdict']
+PR_COLUMNS = ['PR', 'PR_ci_low', 'PR_ci_high', 'PR_corrected', 'PR_null', 'PR_null_low', 'PR_null_high',
+              'PR_null_plain', 'structured', 'verdict']
 COLUMNS = ID_COLUMNS + PR_COLUMNS + [m.name for m in METRICS]
 
-# %% ../nbs/10_structure.ipynb #f698d535
-def pr_inference(A, n_boot: int = 200, seed=0, n_null: int = 200, null_seed: int = 0, Phi=None, how: str = 'fit') -> dict:
+# %% ../nbs/10_structure.ipynb #23b13c71
+def pr_inference(A, n_boot: int = 200, seed=0, n_null: int = 200, null_seed: int = 0, Phi=None,
+                 how: str = 'fit') -> dict:
     "PR of `A` with its bootstrap interval, jackknife correction, basis-aware null and verdict (see PR_COLUMNS)."
     X = centred(A)
     n, K = X.shape
@@ -334,8 +337,9 @@ def pr_inference(A, n_boot: int = 200, seed=0, n_null: int = 200, null_seed: int
                 structured=verdicts.structured(ci, null_ci),
                 verdict=verdicts.structure_verdict(ci, null_ci) if np.isfinite(pr) else None)
 
-# %% ../nbs/10_structure.ipynb #0f2a5c91
-def matrix_metrics(A, n_boot: int = 200, seed=0, n_null: int = 200, null_seed: int = 0, Phi=None, how: str = 'fit') -> dict:
+# %% ../nbs/10_structure.ipynb #a0a1ee15
+def matrix_metrics(A, n_boot: int = 200, seed=0, n_null: int = 200, null_seed: int = 0, Phi=None,
+                   how: str = 'fit') -> dict:
     "Rows, K, the PR columns and every registered metric of one amplitude matrix (see COLUMNS)."
     X = check_amplitudes(A)
     return dict(rows=X.shape[0], K=X.shape[1],
@@ -383,7 +387,7 @@ def global_groups(names, meta: dict | None = None) -> GlobalGroups:
     return GlobalGroups(share, groups, f"Global rows stack matrices of one kind, which share one basis: {made}. "
                         "No all-target 'global' row: different kinds have different bases.")
 
-# %% ../nbs/10_structure.ipynb #de600728
+# %% ../nbs/10_structure.ipynb #c4ae4c33
 def null_note(meta: dict | None = None, bases: dict | None = None) -> str:
     "What the null assumes about the bases, in one sentence."
     if bases is not None: return "The null is drawn through the given bases."
@@ -391,7 +395,8 @@ def null_note(meta: dict | None = None, bases: dict | None = None) -> str:
     if meta.get('format') == 'amplitude-nb/1' and meta.get('basis') == 'random':
         return ("This file is format amplitude-nb/1: its random bases have N(0, 1/n_in) rows, only near-orthonormal, "
                 "and the null (which assumes orthonormal rows) is approximate; refit, or pass the bases.")
-    return "The bases have orthonormal rows, so an isotropic update gives i.i.d. isotropic amplitudes: the null is exact."
+    return ("The bases have orthonormal rows, so an isotropic update gives i.i.d. isotropic amplitudes: "
+            "the null is exact.")
 
 # %% ../nbs/10_structure.ipynb #b1e2c3d4
 def structure_table(amps: dict, meta: dict | None = None, n_boot: int = 200, seed: int = 0, n_null: int = 200,
@@ -402,7 +407,8 @@ def structure_table(amps: dict, meta: dict | None = None, n_boot: int = 200, see
     if len(Ks) != 1: raise ValueError(f"all matrices must have the same K, got {sorted(Ks)}")
     basis = lambda name: None if bases is None else bases[name]
     row = lambda name, A, **ids: dict(matrix=name, **ids, **matrix_metrics(
-        A, n_boot, [seed, zlib.crc32(name.encode())], n_null=n_null, null_seed=seed, Phi=basis(ids['members'][0]), how=how))
+        A, n_boot, [seed, zlib.crc32(name.encode())], n_null=n_null, null_seed=seed,
+        Phi=basis(ids['members'][0]), how=how))
     rec = []
     for name in sorted(amps, key=matrix_order):
         layer, kind = parse_matrix(name)
@@ -443,7 +449,7 @@ def spectrum_table(amps: dict, meta: dict | None = None) -> pd.DataFrame:
                      fraction=f, cumulative=c) for k, (l, f, c) in enumerate(zip(lam, frac, np.cumsum(frac)))]
     return pd.DataFrame(rec).astype({'layer': 'Int64'})
 
-# %% ../nbs/10_structure.ipynb #d762ecfd
+# %% ../nbs/10_structure.ipynb #7be68c88
 def plot_scree(spectra: pd.DataFrame):
     "Eigenvalue share per component: one panel per kind (and one for global rows), one line per matrix."
     kinds = list(dict.fromkeys(spectra.kind))
@@ -457,7 +463,8 @@ def plot_scree(spectra: pd.DataFrame):
             d = d.assign(layer=[f"L{l}" for l in d.layer])
             sns.lineplot(d, x='component', y='fraction', hue='layer', palette='viridis', marker='o', ax=ax)
             ax.legend(title='layer', fontsize=8, ncol=2)
-        ax.set(title=kind, xlabel='principal component', ylabel='share of variance', xticks=sorted(d.component.unique()))
+        ax.set(title=kind, xlabel='principal component', ylabel='share of variance',
+               xticks=sorted(d.component.unique()))
     fig.tight_layout()
     return fig
 
@@ -475,13 +482,14 @@ def paper_values(metric: str = 'PR') -> dict:
     out.update({m: v.get(metric) for m, v in PAPER['structure_layers'].items()})
     return {m: v for m, v in out.items() if v is not None}
 
-# %% ../nbs/10_structure.ipynb #52ad32b8
+# %% ../nbs/10_structure.ipynb #ab1d5c9d
 def plot_pr(table: pd.DataFrame):
-    "PR of every row with its 95% interval and corrected value beside the basis-aware noise interval; the paper's PR marked."
+    "PR of every row (95% interval, corrected value) beside the basis-aware noise interval; the paper's PR marked."
     t = table.reset_index(drop=True)
     x, K = np.arange(len(t)), int(t.K.max())
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(t) + 2.5), 3.8))
-    interval_bars(ax, x + 0.15, t.PR_null_low, t.PR_null_high, color='grey', label='noise 95% (basis-aware null)', cap=0.08)
+    interval_bars(ax, x + 0.15, t.PR_null_low, t.PR_null_high, color='grey', label='noise 95% (basis-aware null)',
+                  cap=0.08)
     interval_bars(ax, x - 0.15, t.PR_ci_low, t.PR_ci_high, color='C0', label='PR 95% interval', cap=0.08)
     ax.scatter(x - 0.15, t.PR, marker='o', color='C0', label='PR', zorder=3)
     ax.scatter(x - 0.15, t.PR_corrected, marker='D', facecolors='none', edgecolors='C1', label='PR corrected', zorder=3)
@@ -523,7 +531,7 @@ def save_figures(figs: dict, out_dir) -> list[Path]:
 
 # %% ../nbs/10_structure.ipynb #0d568521
 def compare_with_paper(table: pd.DataFrame) -> pd.DataFrame:
-    "The paper's global and per-layer rows, ours beside them: metric columns for ours, `paper_<metric>` for the paper's."
+    "The paper's global and per-layer rows with ours beside them: `<metric>` ours, `paper_<metric>` the paper's."
     metrics = ['PR'] + [m.name for m in METRICS]
     paper = pd.DataFrame([dict(matrix=m, label=group_label(m) if is_global(m) else matrix_label(m),
                                **{f'paper_{k}': paper_values(k).get(m) for k in metrics}) for m in paper_values('PR')])
@@ -532,8 +540,8 @@ def compare_with_paper(table: pd.DataFrame) -> pd.DataFrame:
             'structured'] + metrics[1:]
     out = paper.merge(table[ours], on='matrix', how='left')
     pairs = [c for k in metrics for c in ([k, f'paper_{k}'] if f'paper_{k}' in out else [k])]
-    cols = ['label', 'matrix', 'rows', 'PR_ci_low', 'PR_ci_high', 'PR_corrected', 'PR_null', 'PR_null_low', 'PR_null_high',
-            'structured'] + pairs
+    cols = ['label', 'matrix', 'rows', 'PR_ci_low', 'PR_ci_high', 'PR_corrected', 'PR_null', 'PR_null_low',
+            'PR_null_high', 'structured'] + pairs
     ints = {c: 'Int64' for c in ('rows', 'k95', 'paper_k95') if c in out}
     return out[cols].astype(ints)
 
@@ -558,15 +566,17 @@ def amplitude_file(path) -> Path:
     if not p.exists(): raise AmplitudeFileError(f"{p}: no such file or directory")
     return p
 
-# %% ../nbs/10_structure.ipynb #431d1a52
-def structure_records(table: pd.DataFrame, low: float = CLASS_THRESHOLDS[0], high: float = CLASS_THRESHOLDS[1]) -> list[dict]:
+# %% ../nbs/10_structure.ipynb #579415a6
+def structure_records(table: pd.DataFrame, low: float = CLASS_THRESHOLDS[0],
+                      high: float = CLASS_THRESHOLDS[1]) -> list[dict]:
     "The table as JSON-ready records (NaN → None) with each row's `class`."
     from amplitude_nb.results import to_jsonable
     return [{**to_jsonable(row), 'class': classify(row['PR'], low, high)} for row in table.to_dict('records')]
 
-# %% ../nbs/10_structure.ipynb #6eb65c18
-def format_rows(table: pd.DataFrame, low: float = CLASS_THRESHOLDS[0], high: float = CLASS_THRESHOLDS[1]) -> pd.DataFrame:
-    "Rows of a structure table as text: label, rows, PR with interval, the noise interval, then every registered metric."
+# %% ../nbs/10_structure.ipynb #bff4a6de
+def format_rows(table: pd.DataFrame, low: float = CLASS_THRESHOLDS[0],
+                high: float = CLASS_THRESHOLDS[1]) -> pd.DataFrame:
+    "Rows of a structure table as text: label, rows, PR and its interval, the noise interval, every registered metric."
     f2 = lambda v: '—' if _plain(v) is None else f"{v:.2f}"
     return pd.DataFrame([{'matrix': r['label'], 'rows': r['rows'], 'PR': f2(r['PR']),
                           '95% CI': f"[{f2(r['PR_ci_low'])}, {f2(r['PR_ci_high'])}]",
