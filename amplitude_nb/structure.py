@@ -20,10 +20,10 @@ from . import verdicts
 # %% auto #0
 __all__ = ['METRICS', 'SPECTRA', 'CI_METHODS', 'NULL_HOW', 'ID_COLUMNS', 'PR_COLUMNS', 'COLUMNS', 'SHARES', 'PAPER_GLOBAL_MATRIX',
            'check_amplitudes', 'centred', 'amplitude_covariance', 'spectrum', 'participation_ratio', 'pc1_fraction',
-           'k_for', 'max_abs_corr', 'excess_kurtosis', 'fmt_sig', 'fmt_pct', 'fmt_int', 'Metric', 'metric_values',
-           'pr_of_cov', 'gaussian_corrected_pr', 'pr_estimate', 'corrected_pr', 'population_pr', 'simulate_rows',
-           'bias_study', 'bootstrap_pr', 'pr_interval', 'coverage_study', 'null_spectrum', 'null_pr', 'pr_inference',
-           'matrix_metrics', 'GlobalGroups', 'group_label', 'is_global', 'global_groups', 'null_note',
+           'k_for', 'max_abs_corr', 'excess_kurtosis', 'effective_rank', 'fmt_sig', 'fmt_pct', 'fmt_int', 'Metric',
+           'metric_values', 'pr_of_cov', 'gaussian_corrected_pr', 'pr_estimate', 'corrected_pr', 'population_pr',
+           'simulate_rows', 'bias_study', 'bootstrap_pr', 'pr_interval', 'coverage_study', 'null_spectrum', 'null_pr',
+           'pr_inference', 'matrix_metrics', 'GlobalGroups', 'group_label', 'is_global', 'global_groups', 'null_note',
            'structure_table', 'matrix_rows', 'global_rows', 'plot_theme', 'spectrum_table', 'plot_scree',
            'interval_bars', 'paper_values', 'plot_pr', 'column_correlation', 'plot_corr_extremes', 'save_figures',
            'compare_with_paper', 'classify', 'amplitude_file', 'structure_records', 'format_rows', 'format_structure',
@@ -92,6 +92,14 @@ def excess_kurtosis(A) -> float:
     v = check_amplitudes(A).ravel()
     return float(stats.kurtosis(v, fisher=True, bias=True)) if np.ptp(v) > 0 else math.nan
 
+# %% ../nbs/10_structure.ipynb #125308b4
+def effective_rank(lam) -> float:
+    "Entropy effective rank exp(H(p)), p = λ/Σλ (Roy & Vetterli 2007); NaN when Σλ = 0."
+    lam = np.clip(np.asarray(lam, dtype=np.float64), 0, None); s = lam.sum()
+    if not s > 0: return math.nan
+    p = lam[lam > 0] / s
+    return float(np.exp(-(p * np.log(p)).sum()))
+
 # %% ../nbs/10_structure.ipynb #b5ce27a8
 def _plain(v):
     "A table value as a plain Python number, or None when missing."
@@ -115,12 +123,13 @@ class Metric:
 
     def __call__(self, A, lam): return self.fn(lam if self.of == 'spectrum' else A)
 
-# %% ../nbs/10_structure.ipynb #fc1996e3
+# %% ../nbs/10_structure.ipynb #f8464ce9
 METRICS = (
     Metric('PC1', 'spectrum', pc1_fraction, 'PC1%', fmt_pct, 'variance share of the first principal component'),
     Metric('k95', 'spectrum', k_for, 'k95', fmt_int, 'fewest components reaching 95% of the variance'),
     Metric('max_corr', 'amplitudes', max_abs_corr, 'max corr', fmt_sig, 'largest |Pearson r| between two columns'),
     Metric('kurtosis', 'amplitudes', excess_kurtosis, 'kurtosis', fmt_sig, 'excess kurtosis of all amplitude values'),
+    Metric('erank', 'spectrum', effective_rank, 'erank', fmt_sig, 'entropy effective rank exp(H(λ/Σλ)), Roy & Vetterli'),
 )
 
 # %% ../nbs/10_structure.ipynb #23f6562c
