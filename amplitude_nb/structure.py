@@ -26,8 +26,8 @@ __all__ = ['METRICS', 'SPECTRA', 'CI_METHODS', 'NULL_HOW', 'ID_COLUMNS', 'PR_COL
            'pr_inference', 'matrix_metrics', 'GlobalGroups', 'group_label', 'is_global', 'global_groups', 'null_note',
            'structure_table', 'matrix_rows', 'global_rows', 'plot_theme', 'spectrum_table', 'plot_scree',
            'interval_bars', 'paper_values', 'plot_pr', 'column_correlation', 'plot_corr_extremes', 'save_figures',
-           'compare_with_paper', 'classify', 'amplitude_file', 'structure_records', 'format_rows', 'format_structure',
-           'structure_report', 'structure_metrics']
+           'compare_with_paper', 'check_thresholds', 'classify', 'amplitude_file', 'structure_records', 'format_rows',
+           'format_structure', 'structure_report', 'structure_metrics']
 
 # %% ../nbs/10_structure.ipynb #fab1fc11
 def check_amplitudes(A) -> np.ndarray:
@@ -554,13 +554,14 @@ def compare_with_paper(table: pd.DataFrame) -> pd.DataFrame:
     ints = {c: 'Int64' for c in ('rows', 'k95', 'paper_k95') if c in out}
     return out[cols].astype(ints)
 
-# %% ../nbs/10_structure.ipynb #26069cd6
-def _check_thresholds(low, high):
+# %% ../nbs/10_structure.ipynb #27677b1e
+def check_thresholds(low, high):
+    "ValueError unless the class thresholds are ordered."
     if not low < high: raise ValueError(f"need low < high, got low={low}, high={high}")
 
 def classify(pr, low: float = CLASS_THRESHOLDS[0], high: float = CLASS_THRESHOLDS[1]) -> str | None:
     "'crystallizable' (PR < low), 'compressible' or 'irreducible' (PR > high); None for an undefined PR."
-    _check_thresholds(low, high)
+    check_thresholds(low, high)
     if pr is None or pd.isna(pr): return None
     return CLASSES[0] if pr < low else CLASSES[2] if pr > high else CLASSES[1]
 
