@@ -12,13 +12,13 @@ from typing import Callable
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt, seaborn as sns
 from scipy import stats
-from .amplitudes import AmplitudeFileError, read_amplitude_file
+from .amplitudes import SHARES, AmplitudeFileError, read_amplitude_file
 from .study import PAPER, CLASS_THRESHOLDS, CLASSES, KIND_ORDER, parse_matrix, matrix_label, matrix_order
 from .stats import sorted_eigh
 from . import verdicts
 
 # %% auto #0
-__all__ = ['METRICS', 'SPECTRA', 'CI_METHODS', 'NULL_HOW', 'ID_COLUMNS', 'PR_COLUMNS', 'COLUMNS', 'SHARES', 'PAPER_GLOBAL_MATRIX',
+__all__ = ['METRICS', 'SPECTRA', 'CI_METHODS', 'NULL_HOW', 'ID_COLUMNS', 'PR_COLUMNS', 'COLUMNS', 'PAPER_GLOBAL_MATRIX',
            'check_amplitudes', 'centred', 'amplitude_covariance', 'spectrum', 'participation_ratio', 'pc1_fraction',
            'k_for', 'max_abs_corr', 'excess_kurtosis', 'effective_rank', 'fmt_sig', 'fmt_pct', 'fmt_int', 'Metric',
            'metric_values', 'pr_of_cov', 'gaussian_corrected_pr', 'pr_estimate', 'corrected_pr', 'population_pr',
@@ -355,8 +355,7 @@ def matrix_metrics(A, n_boot: int = 200, seed=0, n_null: int = 200, null_seed: i
                 **pr_inference(X, n_boot, seed, n_null=n_null, null_seed=null_seed, Phi=Phi, how=how),
                 **metric_values(X))
 
-# %% ../nbs/10_structure.ipynb #47e9ea66
-SHARES = ('matrix', 'kind')
+# %% ../nbs/10_structure.ipynb #3ce78b8c
 PAPER_GLOBAL_MATRIX = 'global attn.c_proj'   # the paper's global row: 8 layers × 256 rows of attn.c_proj
 
 @dataclass(frozen=True)
@@ -401,9 +400,10 @@ def null_note(meta: dict | None = None, bases: dict | None = None) -> str:
     "What the null assumes about the bases, in one sentence."
     if bases is not None: return "The null is drawn through the given bases."
     meta = meta or {}
-    if meta.get('format') == 'amplitude-nb/1' and meta.get('basis') == 'random':
-        return ("This file is format amplitude-nb/1: its random bases have N(0, 1/n_in) rows, only near-orthonormal, "
-                "and the null (which assumes orthonormal rows) is approximate; refit, or pass the bases.")
+    if meta.get('orthonormal') is False or (meta.get('format') == 'amplitude-nb/1' and meta.get('basis') == 'random'):
+        return (f"This file ({meta.get('format')}) has random bases with N(0, 1/n_in) rows, only near-orthonormal: "
+                "the null (which assumes orthonormal rows) is approximate. Refit, or pass "
+                "bases=amplitudes.file_bases(meta, n_in) for the exact null.")
     return ("The bases have orthonormal rows, so an isotropic update gives i.i.d. isotropic amplitudes: "
             "the null is exact.")
 
