@@ -25,12 +25,14 @@ def free_params_per_row(pr, K: int, low: float = CLASS_THRESHOLDS[0], high: floa
     return 1 if c == CLASSES[0] else K if c == CLASSES[2] else int(min(max(math.ceil(pr), 1), K))
 
 # %% ../nbs/11_gradient.ipynb #bbbe1289
-def layer_gradient(table: pd.DataFrame, low: float = CLASS_THRESHOLDS[0], high: float = CLASS_THRESHOLDS[1]) -> pd.DataFrame:
+def layer_gradient(table: pd.DataFrame, low: float = CLASS_THRESHOLDS[0],
+                   high: float = CLASS_THRESHOLDS[1]) -> pd.DataFrame:
     "Per-matrix rows of a structure table, sorted by kind and layer, with `class` and `free_params_per_row`."
     check_thresholds(low, high)
     t = matrix_rows(table).sort_values(['kind', 'layer', 'matrix']).reset_index(drop=True)
     t['class'] = [classify(p, low, high) for p in t.PR]
-    t['free_params_per_row'] = pd.array([free_params_per_row(p, k, low, high) for p, k in zip(t.PR, t.K)], dtype='Int64')
+    free = [free_params_per_row(p, k, low, high) for p, k in zip(t.PR, t.K)]
+    t['free_params_per_row'] = pd.array(free, dtype='Int64')
     return t
 
 # %% ../nbs/11_gradient.ipynb #77d39bc9
@@ -38,7 +40,8 @@ def _spearman(x, y) -> dict:
     "Spearman ρ of y against x (NaN pairs dropped), its p-value and a note when it cannot be tested."
     ok = pd.notna(x) & pd.notna(y)
     x, y = np.asarray(x[ok], dtype=float), np.asarray(y[ok], dtype=float)
-    if len(np.unique(x)) < 3: return dict(rho=math.nan, p_value=math.nan, note=f"fewer than 3 layers ({len(np.unique(x))})")
+    if len(np.unique(x)) < 3:
+        return dict(rho=math.nan, p_value=math.nan, note=f"fewer than 3 layers ({len(np.unique(x))})")
     if np.ptp(y) == 0: return dict(rho=math.nan, p_value=math.nan, note="PR is constant")
     res = stats.spearmanr(x, y)
     return dict(rho=float(res.statistic), p_value=float(res.pvalue), note='')
@@ -99,7 +102,8 @@ def plot_gradient(table: pd.DataFrame, low: float = CLASS_THRESHOLDS[0], high: f
         if pk: ax.scatter(*zip(*pk), marker='*', s=140, facecolors='none', edgecolors=color, linewidths=1.4,
                           label=f"{kind}: paper", zorder=4)
     for y in (low, high): ax.axhline(y, color='grey', ls='--', lw=0.8)
-    for y, name in (((0.8 + low) / 2, 'crystallizable'), ((low + high) / 2, 'compressible'), ((high + K) / 2, 'irreducible')):
+    bands = (((0.8 + low) / 2, 'crystallizable'), ((low + high) / 2, 'compressible'), ((high + K) / 2, 'irreducible'))
+    for y, name in bands:
         ax.text(1.01, y, name, transform=ax.get_yaxis_transform(), va='center', ha='left', fontsize=8, color='grey')
     ax.set(xlabel='layer', ylabel='participation ratio', ylim=(0.8, K + 0.2))
     ax.set_xticks(range(int(t.layer.min()), top + 1))

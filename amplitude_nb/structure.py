@@ -129,7 +129,7 @@ METRICS = (
     Metric('k95', 'spectrum', k_for, 'k95', fmt_int, 'fewest components reaching 95% of the variance'),
     Metric('max_corr', 'amplitudes', max_abs_corr, 'max corr', fmt_sig, 'largest |Pearson r| between two columns'),
     Metric('kurtosis', 'amplitudes', excess_kurtosis, 'kurtosis', fmt_sig, 'excess kurtosis of all amplitude values'),
-    Metric('erank', 'spectrum', effective_rank, 'erank', fmt_sig, 'entropy effective rank exp(H(λ/Σλ)), Roy & Vetterli'),
+    Metric('erank', 'spectrum', effective_rank, 'erank', fmt_sig, 'exp(entropy of λ/Σλ) (Roy & Vetterli)'),
 )
 
 # %% ../nbs/10_structure.ipynb #23f6562c
