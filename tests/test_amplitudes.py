@@ -4,8 +4,9 @@ import numpy as np, pytest, torch
 from safetensors.torch import save_file
 from amplitude_nb.model import GPT, GPTConfig
 from amplitude_nb.amplitudes import (FORMAT, FORMAT_V1, AmplitudeFileError, random_basis, random_basis_v1,
-                                     spectral_basis, make_bases, target_names, matrix_seed, read_amplitude_file, save_amplitudes,
-                                     file_bases, fit_amplitudes, fidelity_chance, fidelity_bound, functional_fidelity)
+                                     spectral_basis, make_bases, target_names, matrix_seed, read_amplitude_file,
+                                     save_amplitudes, file_bases, fit_amplitudes, fidelity_chance, fidelity_bound,
+                                     functional_fidelity)
 
 def gram_err(P): return (P.double() @ P.double().T - torch.eye(len(P), dtype=torch.float64)).abs().max().item()
 
