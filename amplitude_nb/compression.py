@@ -11,6 +11,7 @@ from .model import GPT, GPTConfig, n_params
 from .amplitudes import (TARGETS, target_names, amplitude_modules, get_amplitudes, set_amplitudes,
                                      dense_model, functional_fidelity)
 from .stats import pca
+from .structure import spectrum, k_for
 from .study import PAPER
 from .train import evaluate
 
@@ -217,7 +218,7 @@ def per_matrix_k(gradient_table: pd.DataFrame) -> dict:
             for _, r in gradient_table.iterrows()}
 
 # %% ../nbs/14_compression.ipynb #b7f8a9b0
-def global_k(table: pd.DataFrame) -> int:
-    "The k95 of all amplitude rows stacked: the 'global' row of a `structure_table`."
-    k = table.set_index('matrix').loc['global', 'k95']
-    return int(k) if pd.notna(k) else 0
+def global_k(amps: dict) -> int:
+    "k95 of every amplitude row stacked: the size of one PCA code shared by all matrices (0 if no variance)."
+    k = k_for(spectrum(np.concatenate([np.asarray(a, dtype=np.float64) for a in amps.values()])))
+    return 0 if np.isnan(k) else int(k)
