@@ -9,8 +9,8 @@ from dataclasses import replace
 import numpy as np, pandas as pd
 import torch, torch.nn as nn
 import matplotlib.pyplot as plt, seaborn as sns
-from .amplitudes import (add_amplitudes, get_amplitudes, set_amplitudes, target_names, make_bases, random_basis,
-                                     matrix_seed, fit_amplitudes)
+from .amplitudes import (add_amplitudes, get_amplitudes, set_amplitudes, target_names, make_bases, fit_amplitudes,
+                                     fit_records)
 from .train import TrainConfig, train, evaluate
 from .structure import structure_table, matrix_metrics, participation_ratio, spectrum, pr_of_cov, interval_bars
 from .gradient import spearman_by_kind
@@ -42,16 +42,10 @@ def design(interactions=(), factors=FACTORS, centre=CENTRE) -> list[dict]:
 
 # %% ../nbs/15_recipe.ipynb #e7eb049d
 def recipe_bases(model: nn.Module, names, K: int = 8, basis: str = 'kind', seed: int = 0, covs=None) -> dict:
-    "Φ for each named matrix: 'kind' one random draw per (kind, width), 'matrix' one per matrix, 'spectral' from `covs`."
-    if basis == 'matrix': return make_bases(model, names, K, 'random', seed)
+    "Φ for each named matrix: 'kind' one random Φ per (kind, width), 'matrix' one per matrix, 'spectral' from `covs`."
+    if basis not in BASES: raise ValueError(f"unknown basis {basis!r}: one of {BASES}")
     if basis == 'spectral': return make_bases(model, names, K, 'spectral', seed, covs)
-    if basis != 'kind': raise ValueError(f"unknown basis {basis!r}: one of {BASES}")
-    width = {n: model.get_submodule(n).weight.shape[1] for n in names}
-    draws = {}
-    for n in names:
-        key = (parse_matrix(n)[1], width[n])
-        if key not in draws: draws[key] = random_basis(width[n], K, matrix_seed(seed, f"kind:{key[0]}:{key[1]}"))
-    return {n: draws[(parse_matrix(n)[1], width[n])] for n in names}
+    return make_bases(model, names, K, 'random', seed, share=basis)
 
 # %% ../nbs/15_recipe.ipynb #9270b48f
 def shared_groups(bases: dict) -> dict[str, list[str]]:
@@ -166,16 +160,14 @@ def match_rate(val_by_lr: dict, target: float) -> float:
 
 # %% ../nbs/15_recipe.ipynb #f0a8818f
 def fit_cell(base: nn.Module, dense: nn.Module, bases: dict, targets=TARGET_SETS['c_attn+c_proj']) -> tuple[nn.Module, pd.DataFrame]:
-    "(base + AΦ with A fitted to dense − base, per-matrix fidelity and its chance level K / n_in)."
+    "(base + AΦ with A fitted to dense − base; per matrix: fidelity, its chance level K / n_in and the top-K SVD bound)."
     names = target_names(base, targets)
-    amps, rows = {}, []
-    for n in names:
-        A, fid = fit_amplitudes(dense.get_submodule(n).weight.detach(), base.get_submodule(n).weight.detach(), bases[n])
-        amps[n] = A.numpy()
-        rows.append(dict(matrix=n, label=matrix_label(n), fidelity=fid, fidelity_chance=bases[n].shape[0] / bases[n].shape[1]))
-    K = next(iter(bases.values())).shape[0]
-    model = add_amplitudes(copy.deepcopy(base), targets, K=K, bases={n: bases[n] for n in names})
-    return set_amplitudes(model, amps).eval(), pd.DataFrame(rows)
+    sub = {n: bases[n] for n in names}
+    amps = {n: fit_amplitudes(dense.get_submodule(n).weight.detach(), base.get_submodule(n).weight.detach(), sub[n])[0].numpy()
+            for n in names}
+    model = add_amplitudes(copy.deepcopy(base), targets, K=next(iter(sub.values())).shape[0], bases=sub)
+    fid = pd.DataFrame(fit_records(dense, base, sub)).assign(label=lambda d: d.matrix.map(matrix_label))
+    return set_amplitudes(model, amps).eval(), fid
 
 # %% ../nbs/15_recipe.ipynb #5429ca33
 def _name_runs(names) -> str:
