@@ -20,7 +20,7 @@ from . import verdicts
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'BASES', 'TARGET_SETS', 'FACTORS', 'CENTRE', 'design', 'recipe_bases', 'shared_groups', 'null_interval',
            'group_rows', 'run_structure', 'track_steps', 'pr_tracker', 'train_cell', 'match_rate', 'fit_cell',
-           'claim_verdicts', 'plot_trajectories', 'plot_matrix_pr']
+           'claim_verdicts', 'factor_effects', 'plot_trajectories', 'plot_matrix_pr']
 
 # %% ../nbs/15_recipe.ipynb #83e45991
 OPTIMIZERS = ('adamw', 'sgd', 'sgd_momentum')
@@ -208,7 +208,19 @@ def claim_verdicts(runs: list[dict], paper_pr: float = PAPER['structure_global']
               f"{verdicts.sig(max(r['kurtosis'] for r in runs))}."))
     return dict(global_pr=gl, crystallizable=cry, depth=dep, kurtosis=kur)
 
-# %% ../nbs/15_recipe.ipynb #60729cc7
+# %% ../nbs/15_recipe.ipynb #dc9de8f9
+def factor_effects(runs: pd.DataFrame, metrics=('stacked_PR', 'median_PR', 'min_PR', 'kurtosis'), centre: dict = CENTRE) -> pd.DataFrame:
+    "Per factor: the cells varying only it around `centre` (columns named as the factors) and each metric's range over them."
+    rows = []
+    for f in centre:
+        others = [k for k in centre if k != f]
+        d = runs[np.logical_and.reduce([runs[k] == centre[k] for k in others])]
+        if d[f].nunique() < 2: continue
+        rows.append(dict(factor=f, levels=', '.join(map(str, d[f])),
+                         **{m: float(d[m].max() - d[m].min()) for m in metrics}))
+    return pd.DataFrame(rows)
+
+# %% ../nbs/15_recipe.ipynb #ed3be007
 def plot_trajectories(traj: pd.DataFrame, paper_pr: float = PAPER['structure_global']['PR']):
     "PR along training by run: the median per-matrix PR, and the global PR of runs with one shared basis (paper's value marked)."
     sns.set_theme(style='whitegrid', context='notebook')
@@ -223,7 +235,7 @@ def plot_trajectories(traj: pd.DataFrame, paper_pr: float = PAPER['structure_glo
     fig.tight_layout()
     return fig
 
-# %% ../nbs/15_recipe.ipynb #3cdaa874
+# %% ../nbs/15_recipe.ipynb #833aae05
 def plot_matrix_pr(per: pd.DataFrame, low: float = CLASS_THRESHOLDS[0], col_wrap: int = 4):
     "Per-matrix PR with its interval against layer, one panel per run, the null interval shaded, the crystallizable line."
     sns.set_theme(style='whitegrid', context='notebook')
