@@ -12,15 +12,16 @@ import matplotlib.pyplot as plt, seaborn as sns
 from .amplitudes import (add_amplitudes, get_amplitudes, set_amplitudes, target_names, make_bases, fit_amplitudes,
                                      fit_records)
 from .train import TrainConfig, train, evaluate
-from .structure import structure_table, matrix_metrics, participation_ratio, spectrum, pr_of_cov, interval_bars
+from .structure import (structure_table, matrix_rows, matrix_metrics, participation_ratio, spectrum,
+                                    interval_bars)
 from .gradient import spearman_by_kind
 from .study import CLAIMS, PAPER, CLASS_THRESHOLDS, parse_matrix, matrix_label, matrix_order
 from . import verdicts
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'BASES', 'TARGET_SETS', 'FACTORS', 'CENTRE', 'design', 'recipe_bases', 'shared_groups', 'null_interval',
-           'group_rows', 'run_structure', 'track_steps', 'pr_tracker', 'train_cell', 'match_rate', 'fit_cell',
-           'claim_verdicts', 'factor_effects', 'plot_trajectories', 'plot_matrix_pr']
+__all__ = ['OPTIMIZERS', 'BASES', 'TARGET_SETS', 'FACTORS', 'CENTRE', 'design', 'recipe_bases', 'shared_groups', 'group_rows',
+           'run_structure', 'track_steps', 'pr_tracker', 'train_cell', 'match_rate', 'fit_cell', 'claim_verdicts',
+           'factor_effects', 'plot_trajectories', 'plot_matrix_pr']
 
 # %% ../nbs/15_recipe.ipynb #83e45991
 OPTIMIZERS = ('adamw', 'sgd', 'sgd_momentum')
@@ -62,55 +63,36 @@ def shared_groups(bases: dict) -> dict[str, list[str]]:
         out[label if label not in out else f"{label}#{len(out)}"] = g
     return out
 
-# %% ../nbs/15_recipe.ipynb #f6034aa8
-def null_interval(rows: int, K: int, n_draws: int = 200, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    "The central `level` range of the sample PR of isotropic Gaussian (rows, K) amplitudes."
-    rng = np.random.default_rng([seed, rows, K, 1])
-    chunk, prs = max(1, 2_000_000 // (rows * K)), []
-    for s in range(0, n_draws, chunk):
-        X = rng.standard_normal((min(chunk, n_draws - s), rows, K))
-        X -= X.mean(1, keepdims=True)
-        prs.append(pr_of_cov(np.einsum('dni,dnj->dij', X, X)))
-    a = (1 - level) / 2
-    lo, hi = np.quantile(np.concatenate(prs), [a, 1 - a])
-    return float(lo), float(hi)
-
-# %% ../nbs/15_recipe.ipynb #4d2a370d
-def _with_null(row: dict, n_null: int, seed: int) -> dict:
-    "`row` (a structure-table record) with its null interval and `structured`."
-    if not {'PR_null_low', 'PR_null_high'} <= set(row):
-        row['PR_null_low'], row['PR_null_high'] = null_interval(int(row['rows']), int(row['K']), n_null, seed)
-    row['structured'] = verdicts.structured((row['PR_ci_low'], row['PR_ci_high']), (row['PR_null_low'], row['PR_null_high']))
-    return row
-
-def group_rows(amps: dict, groups: dict, n_boot: int = 200, n_null: int = 200, seed: int = 0) -> list[dict]:
-    "One global record per shared-basis group: the structure metrics of its stacked rows, with the null."
+# %% ../nbs/15_recipe.ipynb #a8a744b6
+def group_rows(amps: dict, groups: dict, bases: dict | None = None, n_boot: int = 200, n_null: int = 200, seed: int = 0,
+               how: str = 'gradient') -> list[dict]:
+    "One global record per shared-basis group: the structure metrics of its stacked rows, with the basis-aware null."
     out = []
     for g, names in groups.items():
-        stacked = np.concatenate([np.asarray(amps[n]) for n in names if n in amps])
-        out.append(_with_null(dict(group=g, n_matrices=len(names), **matrix_metrics(stacked, n_boot, [seed, 0], n_null, seed)),
-                              n_null, seed))
+        stacked = np.concatenate([np.asarray(amps[n]) for n in names])
+        Phi = None if bases is None else bases[names[0]]
+        out.append(dict(group=g, n_matrices=len(names),
+                        **matrix_metrics(stacked, n_boot, [seed, 0], n_null=n_null, null_seed=seed, Phi=Phi, how=how)))
     return out
 
-# %% ../nbs/15_recipe.ipynb #eb3100ac
-def run_structure(amps: dict, groups: dict, n_boot: int = 200, n_null: int = 200, seed: int = 0,
-                  low: float = CLASS_THRESHOLDS[0]) -> tuple[dict, pd.DataFrame]:
+# %% ../nbs/15_recipe.ipynb #984baa43
+def run_structure(amps: dict, groups: dict, bases: dict | None = None, n_boot: int = 200, n_null: int = 200, seed: int = 0,
+                  how: str = 'gradient', low: float = CLASS_THRESHOLDS[0]) -> tuple[dict, pd.DataFrame]:
     "(summary, per-matrix table) of one run's amplitudes: global rows only over shared-basis groups (see above)."
-    table = structure_table(amps, n_boot, seed, n_null)
-    per = pd.DataFrame([_with_null(r, n_null, seed) for r in table[table.matrix != 'global'].to_dict('records')])
-    per['label'] = per.matrix.map(matrix_label)
+    sub = None if bases is None else {n: bases[n] for n in amps}
+    per = matrix_rows(structure_table(amps, dict(share='matrix'), n_boot, seed, n_null, bases=sub, how=how)).reset_index(drop=True)
     groups = {g: [n for n in names if n in amps] for g, names in groups.items()}
-    grows = group_rows(amps, {g: v for g, v in groups.items() if len(v) > 1}, n_boot, n_null, seed)
+    grows = group_rows(amps, {g: v for g, v in groups.items() if len(v) > 1}, sub, n_boot, n_null, seed, how)
     whole = next((r for r in grows if r['n_matrices'] == len(amps)), None)
     g = lambda k: None if whole is None else whole[k]
     imin = per.PR.idxmin()
-    rho = spearman_by_kind(table).set_index('kind').loc['all']
+    rho = spearman_by_kind(per).set_index('kind').loc['all']
     cryst = [r.label for r in per.itertuples() if verdicts.threshold_verdict((r.PR_ci_low, r.PR_ci_high), low) == 'below'
              and r.structured]
     summary = dict(global_PR=g('PR'), global_PR_ci_low=g('PR_ci_low'), global_PR_ci_high=g('PR_ci_high'),
                    global_PR_null=g('PR_null'), global_PR_null_low=g('PR_null_low'), global_PR_null_high=g('PR_null_high'),
                    global_structured=g('structured'), global_over=None if whole is None else whole['group'],
-                   groups=grows, stacked_PR=float(table.set_index('matrix').PR['global']),
+                   groups=grows, stacked_PR=participation_ratio(spectrum(np.concatenate([np.asarray(a) for a in amps.values()]))),
                    median_PR=float(per.PR.median()), min_PR=float(per.PR[imin]), min_PR_matrix=per.label[imin],
                    min_PR_ci=(float(per.PR_ci_low[imin]), float(per.PR_ci_high[imin])),
                    kurtosis=float(per['kurtosis'].median()), max_kurtosis=float(per['kurtosis'].max()),
@@ -118,7 +100,7 @@ def run_structure(amps: dict, groups: dict, n_boot: int = 200, n_null: int = 200
                    n_structured=int(per.structured.sum()), n_matrices=len(per), crystallizable=cryst)
     return summary, per
 
-# %% ../nbs/15_recipe.ipynb #87f9b3a4
+# %% ../nbs/15_recipe.ipynb #68a90366
 def track_steps(steps: int, n_track: int) -> list[int]:
     "`n_track` evenly spaced steps in 1…`steps`, always ending at `steps`."
     return sorted({max(1, round(steps * (i + 1) / n_track)) for i in range(n_track)})
@@ -135,7 +117,7 @@ def pr_tracker(at, groups: dict, record: list):
         record.append(dict(step=step, global_PR=whole, median_PR=float(np.nanmedian(prs)), **{f'PR_{g}': p for g, p in gl.items()}))
     return cb
 
-# %% ../nbs/15_recipe.ipynb #d3f13db6
+# %% ../nbs/15_recipe.ipynb #df9da34f
 def train_cell(base: nn.Module, cell: dict, bases: dict, get_batch, tc: TrainConfig, val: list, seed: int = 0,
                n_track: int = 4, target_sets: dict = TARGET_SETS, progress: bool = False) -> dict:
     "Train the amplitudes of a copy of `base` from A = 0 under `cell` (tc.steps already set); amplitudes, losses, trajectory."
@@ -151,14 +133,14 @@ def train_cell(base: nn.Module, cell: dict, bases: dict, get_batch, tc: TrainCon
     return dict(amps=amps, groups=groups, trajectory=traj, val_after=evaluate(model, val) if finite else math.inf,
                 finite=finite, seconds=rec['seconds'], final_train_loss=rec['steps'][-1]['loss'])
 
-# %% ../nbs/15_recipe.ipynb #96ffa963
+# %% ../nbs/15_recipe.ipynb #548bd59d
 def match_rate(val_by_lr: dict, target: float) -> float:
     "The rate in {lr: val loss after} whose loss is nearest `target`; non-finite losses are skipped."
     ok = {lr: v for lr, v in val_by_lr.items() if v is not None and math.isfinite(v)}
     if not ok: raise ValueError(f"every rate diverged: {val_by_lr}")
     return min(ok, key=lambda lr: (abs(ok[lr] - target), lr))
 
-# %% ../nbs/15_recipe.ipynb #f0a8818f
+# %% ../nbs/15_recipe.ipynb #f829e53e
 def fit_cell(base: nn.Module, dense: nn.Module, bases: dict, targets=TARGET_SETS['c_attn+c_proj']) -> tuple[nn.Module, pd.DataFrame]:
     "(base + AΦ with A fitted to dense − base; per matrix: fidelity, its chance level K / n_in and the top-K SVD bound)."
     names = target_names(base, targets)
@@ -169,7 +151,7 @@ def fit_cell(base: nn.Module, dense: nn.Module, bases: dict, targets=TARGET_SETS
     fid = pd.DataFrame(fit_records(dense, base, sub)).assign(label=lambda d: d.matrix.map(matrix_label))
     return set_amplitudes(model, amps).eval(), fid
 
-# %% ../nbs/15_recipe.ipynb #5429ca33
+# %% ../nbs/15_recipe.ipynb #d4ccd4e2
 def _name_runs(names) -> str:
     names = list(names)
     return '; '.join(names) if names else 'none'
@@ -208,7 +190,7 @@ def claim_verdicts(runs: list[dict], paper_pr: float = PAPER['structure_global']
               f"{verdicts.sig(max(r['kurtosis'] for r in runs))}."))
     return dict(global_pr=gl, crystallizable=cry, depth=dep, kurtosis=kur)
 
-# %% ../nbs/15_recipe.ipynb #dc9de8f9
+# %% ../nbs/15_recipe.ipynb #20af9356
 def factor_effects(runs: pd.DataFrame, metrics=('stacked_PR', 'median_PR', 'min_PR', 'kurtosis'), centre: dict = CENTRE) -> pd.DataFrame:
     "Per factor: the cells varying only it around `centre` (columns named as the factors) and each metric's range over them."
     rows = []
@@ -220,7 +202,7 @@ def factor_effects(runs: pd.DataFrame, metrics=('stacked_PR', 'median_PR', 'min_
                          **{m: float(d[m].max() - d[m].min()) for m in metrics}))
     return pd.DataFrame(rows)
 
-# %% ../nbs/15_recipe.ipynb #ed3be007
+# %% ../nbs/15_recipe.ipynb #569bd90d
 def plot_trajectories(traj: pd.DataFrame, paper_pr: float = PAPER['structure_global']['PR']):
     "PR along training by run: the median per-matrix PR, and the global PR of runs with one shared basis (paper's value marked)."
     sns.set_theme(style='whitegrid', context='notebook')
@@ -235,7 +217,7 @@ def plot_trajectories(traj: pd.DataFrame, paper_pr: float = PAPER['structure_glo
     fig.tight_layout()
     return fig
 
-# %% ../nbs/15_recipe.ipynb #833aae05
+# %% ../nbs/15_recipe.ipynb #1d0efde0
 def plot_matrix_pr(per: pd.DataFrame, low: float = CLASS_THRESHOLDS[0], col_wrap: int = 4):
     "Per-matrix PR with its interval against layer, one panel per run, the null interval shaded, the crystallizable line."
     sns.set_theme(style='whitegrid', context='notebook')
