@@ -203,17 +203,23 @@ def factor_effects(runs: pd.DataFrame, metrics=('stacked_PR', 'median_PR', 'min_
     return pd.DataFrame(rows)
 
 # %% ../nbs/15_recipe.ipynb #569bd90d
-def plot_trajectories(traj: pd.DataFrame, paper_pr: float = PAPER['structure_global']['PR']):
-    "PR along training by run: the median per-matrix PR, and the global PR of runs with one shared basis (paper's value marked)."
+def plot_trajectories(traj: pd.DataFrame, paper_pr: float = PAPER['structure_global']['PR'], group: str = 'attn.c_proj'):
+    "PR along training by run: the median per-matrix PR, and the global `group` PR of runs sharing its basis (paper's value marked)."
+    from matplotlib.lines import Line2D
     sns.set_theme(style='whitegrid', context='notebook')
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    sns.lineplot(traj, x='step', y='median_PR', hue='run', marker='o', ax=axes[0])
-    g = traj.dropna(subset=['global_PR'])
-    if len(g): sns.lineplot(g, x='step', y='global_PR', hue='run', marker='o', ax=axes[1])
-    axes[1].axhline(paper_pr, color='k', ls=':', lw=1, label=f'paper {paper_pr}')
+    runs = list(dict.fromkeys(traj.run))
+    pal = dict(zip(runs, sns.color_palette('tab10' if len(runs) <= 10 else 'tab20', n_colors=len(runs))))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
+    sns.lineplot(traj, x='step', y='median_PR', hue='run', palette=pal, marker='o', ax=axes[0], legend=False)
+    col = f'PR_{group}'
+    g = traj.dropna(subset=[col]) if col in traj else traj.iloc[:0]
+    if len(g): sns.lineplot(g, x='step', y=col, hue='run', palette=pal, marker='o', ax=axes[1], legend=False)
+    axes[1].axhline(paper_pr, color='k', ls=':', lw=1)
     axes[0].set(title='median per-matrix PR along training', ylabel='PR')
-    axes[1].set(title='global PR (runs whose matrices share one basis)', ylabel='PR')
-    axes[0].legend(fontsize=7, loc='best'); axes[1].legend(fontsize=7, loc='best')
+    axes[1].set(title=f'global {group.removeprefix("attn.")} PR (runs whose {group} share one basis)', ylabel='PR')
+    handles = [Line2D([0], [0], color=pal[r], marker='o', label=r) for r in runs]
+    handles.append(Line2D([0], [0], color='k', ls=':', label=f'paper global PR {paper_pr}'))
+    axes[1].legend(handles=handles, fontsize=7, loc='upper left', bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     return fig
 
@@ -234,6 +240,7 @@ def plot_matrix_pr(per: pd.DataFrame, low: float = CLASS_THRESHOLDS[0], col_wrap
             ax.plot(x, k.PR, 'o-', ms=3, color=f'C{i}', label=kind.removeprefix('attn.'))
         ax.axhline(low, color='grey', ls='--', lw=0.8)
         ax.set_title(run, fontsize=8); ax.set(ylim=(0.8, K + 0.2), xlabel='layer')
+        ax.set_xticks(sorted(d.layer.dropna().astype(int).unique()))
     for ax in axes.flat[len(runs):]: ax.set_visible(False)
     axes[0, 0].set_ylabel('PR'); axes[0, 0].legend(fontsize=7)
     fig.suptitle('per-matrix PR by recipe (shaded: null interval of isotropic amplitudes; dashed: PR 1.5)', fontsize=9)
