@@ -41,14 +41,14 @@ def design(interactions=(), factors=FACTORS, centre=CENTRE) -> list[dict]:
         if c not in out: out.append(c)
     return out
 
-# %% ../nbs/15_recipe.ipynb #e7eb049d
+# %% ../nbs/15_recipe.ipynb #a2e0d5a7
 def recipe_bases(model: nn.Module, names, K: int = 8, basis: str = 'kind', seed: int = 0, covs=None) -> dict:
     "Φ for each named matrix: 'kind' one random Φ per (kind, width), 'matrix' one per matrix, 'spectral' from `covs`."
     if basis not in BASES: raise ValueError(f"unknown basis {basis!r}: one of {BASES}")
     if basis == 'spectral': return make_bases(model, names, K, 'spectral', seed, covs)
     return make_bases(model, names, K, 'random', seed, share=basis)
 
-# %% ../nbs/15_recipe.ipynb #9270b48f
+# %% ../nbs/15_recipe.ipynb #9264df02
 def shared_groups(bases: dict) -> dict[str, list[str]]:
     "{group: names} for every set of two or more matrices with an identical Φ; named by their kind ('mixed' across kinds)."
     groups = []
@@ -63,7 +63,7 @@ def shared_groups(bases: dict) -> dict[str, list[str]]:
         out[label if label not in out else f"{label}#{len(out)}"] = g
     return out
 
-# %% ../nbs/15_recipe.ipynb #a8a744b6
+# %% ../nbs/15_recipe.ipynb #ba5ef95b
 def group_rows(amps: dict, groups: dict, bases: dict | None = None, n_boot: int = 200, n_null: int = 200, seed: int = 0,
                how: str = 'gradient') -> list[dict]:
     "One global record per shared-basis group: the structure metrics of its stacked rows, with the basis-aware null."
@@ -75,7 +75,7 @@ def group_rows(amps: dict, groups: dict, bases: dict | None = None, n_boot: int 
                         **matrix_metrics(stacked, n_boot, [seed, 0], n_null=n_null, null_seed=seed, Phi=Phi, how=how)))
     return out
 
-# %% ../nbs/15_recipe.ipynb #984baa43
+# %% ../nbs/15_recipe.ipynb #8c8cba6f
 def run_structure(amps: dict, groups: dict, bases: dict | None = None, n_boot: int = 200, n_null: int = 200, seed: int = 0,
                   how: str = 'gradient', low: float = CLASS_THRESHOLDS[0]) -> tuple[dict, pd.DataFrame]:
     "(summary, per-matrix table) of one run's amplitudes: global rows only over shared-basis groups (see above)."
@@ -100,7 +100,7 @@ def run_structure(amps: dict, groups: dict, bases: dict | None = None, n_boot: i
                    n_structured=int(per.structured.sum()), n_matrices=len(per), crystallizable=cryst)
     return summary, per
 
-# %% ../nbs/15_recipe.ipynb #68a90366
+# %% ../nbs/15_recipe.ipynb #afe6a7a5
 def track_steps(steps: int, n_track: int) -> list[int]:
     "`n_track` evenly spaced steps in 1…`steps`, always ending at `steps`."
     return sorted({max(1, round(steps * (i + 1) / n_track)) for i in range(n_track)})
@@ -117,7 +117,7 @@ def pr_tracker(at, groups: dict, record: list):
         record.append(dict(step=step, global_PR=whole, median_PR=float(np.nanmedian(prs)), **{f'PR_{g}': p for g, p in gl.items()}))
     return cb
 
-# %% ../nbs/15_recipe.ipynb #df9da34f
+# %% ../nbs/15_recipe.ipynb #31f00572
 def train_cell(base: nn.Module, cell: dict, bases: dict, get_batch, tc: TrainConfig, val: list, seed: int = 0,
                n_track: int = 4, target_sets: dict = TARGET_SETS, progress: bool = False) -> dict:
     "Train the amplitudes of a copy of `base` from A = 0 under `cell` (tc.steps already set); amplitudes, losses, trajectory."
@@ -133,14 +133,14 @@ def train_cell(base: nn.Module, cell: dict, bases: dict, get_batch, tc: TrainCon
     return dict(amps=amps, groups=groups, trajectory=traj, val_after=evaluate(model, val) if finite else math.inf,
                 finite=finite, seconds=rec['seconds'], final_train_loss=rec['steps'][-1]['loss'])
 
-# %% ../nbs/15_recipe.ipynb #548bd59d
+# %% ../nbs/15_recipe.ipynb #c90e0051
 def match_rate(val_by_lr: dict, target: float) -> float:
     "The rate in {lr: val loss after} whose loss is nearest `target`; non-finite losses are skipped."
     ok = {lr: v for lr, v in val_by_lr.items() if v is not None and math.isfinite(v)}
     if not ok: raise ValueError(f"every rate diverged: {val_by_lr}")
     return min(ok, key=lambda lr: (abs(ok[lr] - target), lr))
 
-# %% ../nbs/15_recipe.ipynb #f829e53e
+# %% ../nbs/15_recipe.ipynb #7f089334
 def fit_cell(base: nn.Module, dense: nn.Module, bases: dict, targets=TARGET_SETS['c_attn+c_proj']) -> tuple[nn.Module, pd.DataFrame]:
     "(base + AΦ with A fitted to dense − base; per matrix: fidelity, its chance level K / n_in and the top-K SVD bound)."
     names = target_names(base, targets)
@@ -151,7 +151,7 @@ def fit_cell(base: nn.Module, dense: nn.Module, bases: dict, targets=TARGET_SETS
     fid = pd.DataFrame(fit_records(dense, base, sub)).assign(label=lambda d: d.matrix.map(matrix_label))
     return set_amplitudes(model, amps).eval(), fid
 
-# %% ../nbs/15_recipe.ipynb #d4ccd4e2
+# %% ../nbs/15_recipe.ipynb #9535a19b
 def _name_runs(names) -> str:
     names = list(names)
     return '; '.join(names) if names else 'none'
@@ -190,7 +190,7 @@ def claim_verdicts(runs: list[dict], paper_pr: float = PAPER['structure_global']
               f"{verdicts.sig(max(r['kurtosis'] for r in runs))}."))
     return dict(global_pr=gl, crystallizable=cry, depth=dep, kurtosis=kur)
 
-# %% ../nbs/15_recipe.ipynb #20af9356
+# %% ../nbs/15_recipe.ipynb #75c830cb
 def factor_effects(runs: pd.DataFrame, metrics=('stacked_PR', 'median_PR', 'min_PR', 'kurtosis'), centre: dict = CENTRE) -> pd.DataFrame:
     "Per factor: the cells varying only it around `centre` (columns named as the factors) and each metric's range over them."
     rows = []
@@ -202,7 +202,7 @@ def factor_effects(runs: pd.DataFrame, metrics=('stacked_PR', 'median_PR', 'min_
                          **{m: float(d[m].max() - d[m].min()) for m in metrics}))
     return pd.DataFrame(rows)
 
-# %% ../nbs/15_recipe.ipynb #569bd90d
+# %% ../nbs/15_recipe.ipynb #b79fdaac
 def plot_trajectories(traj: pd.DataFrame, paper_pr: float = PAPER['structure_global']['PR'], group: str = 'attn.c_proj'):
     "PR along training by run: the median per-matrix PR, and the global `group` PR of runs sharing its basis (paper's value marked)."
     from matplotlib.lines import Line2D
@@ -223,7 +223,7 @@ def plot_trajectories(traj: pd.DataFrame, paper_pr: float = PAPER['structure_glo
     fig.tight_layout()
     return fig
 
-# %% ../nbs/15_recipe.ipynb #1d0efde0
+# %% ../nbs/15_recipe.ipynb #1236b025
 def plot_matrix_pr(per: pd.DataFrame, low: float = CLASS_THRESHOLDS[0], col_wrap: int = 4):
     "Per-matrix PR with its interval against layer, one panel per run, the null interval shaded, the crystallizable line."
     sns.set_theme(style='whitegrid', context='notebook')
