@@ -19,9 +19,9 @@ from .study import CLAIMS, PAPER, CLASS_THRESHOLDS, parse_matrix, matrix_label, 
 from . import verdicts
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'BASES', 'TARGET_SETS', 'FACTORS', 'CENTRE', 'design', 'recipe_bases', 'shared_groups', 'group_rows',
-           'run_structure', 'track_steps', 'pr_tracker', 'train_cell', 'match_rate', 'fit_cell', 'claim_verdicts',
-           'factor_effects', 'plot_trajectories', 'plot_matrix_pr']
+__all__ = ['OPTIMIZERS', 'BASES', 'TARGET_SETS', 'FACTORS', 'CENTRE', 'VERDICT_CLAIMS', 'design', 'recipe_bases', 'shared_groups',
+           'group_rows', 'run_structure', 'track_steps', 'pr_tracker', 'train_cell', 'match_rate', 'fit_cell',
+           'claim_verdicts', 'factor_effects', 'plot_trajectories', 'plot_matrix_pr']
 
 # %% ../nbs/15_recipe.ipynb #83e45991
 OPTIMIZERS = ('adamw', 'sgd', 'sgd_momentum')
@@ -151,7 +151,9 @@ def fit_cell(base: nn.Module, dense: nn.Module, bases: dict, targets=TARGET_SETS
     fid = pd.DataFrame(fit_records(dense, base, sub)).assign(label=lambda d: d.matrix.map(matrix_label))
     return set_amplitudes(model, amps).eval(), fid
 
-# %% ../nbs/15_recipe.ipynb #9535a19b
+# %% ../nbs/15_recipe.ipynb #bec9ce29
+VERDICT_CLAIMS = ('global_pr', 'crystallizable', 'depth', 'kurtosis')
+
 def _name_runs(names) -> str:
     names = list(names)
     return '; '.join(names) if names else 'none'
@@ -159,6 +161,10 @@ def _name_runs(names) -> str:
 def claim_verdicts(runs: list[dict], paper_pr: float = PAPER['structure_global']['PR'], low: float = CLASS_THRESHOLDS[0],
                    kurtosis_high: float = 100.0) -> dict:
     "{claim: sentence} for 'global_pr', 'crystallizable', 'depth', 'kurtosis': which of `runs` produce the paper's claim."
+    fell = lambda r: verdicts.threshold_verdict((r['val_after'], r['val_after']), r['val_before']) == 'below'
+    dropped = [r['run'] for r in runs if not fell(r)]
+    runs = [r for r in runs if fell(r)]
+    if not runs: return {k: f"No verdict: no run lowered the validation loss ({_name_runs(dropped)})." for k in VERDICT_CLAIMS}
     n = len(runs)
     hits = [(r['run'], g) for r in runs for g in r['groups']
             if verdicts.compare_intervals((g['PR_ci_low'], g['PR_ci_high']), (paper_pr, paper_pr)) == 'overlap' and g['structured']]
@@ -188,7 +194,8 @@ def claim_verdicts(runs: list[dict], paper_pr: float = PAPER['structure_global']
               f"no run of {n}; the largest was {verdicts.sig(top['max_kurtosis'])} ({top['max_kurtosis_matrix']}, run {top['run']}),"
               f" the median per-matrix kurtosis ranged {verdicts.sig(min(r['kurtosis'] for r in runs))}–"
               f"{verdicts.sig(max(r['kurtosis'] for r in runs))}."))
-    return dict(global_pr=gl, crystallizable=cry, depth=dep, kurtosis=kur)
+    note = (f" Not counted: {len(dropped)} run(s) whose validation loss did not fall ({_name_runs(dropped)})." if dropped else '')
+    return {k: v + note for k, v in dict(global_pr=gl, crystallizable=cry, depth=dep, kurtosis=kur).items()}
 
 # %% ../nbs/15_recipe.ipynb #75c830cb
 def factor_effects(runs: pd.DataFrame, metrics=('stacked_PR', 'median_PR', 'min_PR', 'kurtosis'), centre: dict = CENTRE) -> pd.DataFrame:
