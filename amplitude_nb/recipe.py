@@ -238,9 +238,11 @@ def plot_matrix_pr(per: pd.DataFrame, low: float = CLASS_THRESHOLDS[0], col_wrap
     ncol = min(col_wrap, len(runs)); nrow = math.ceil(len(runs) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 2.8 * nrow), sharey=True, squeeze=False)
     K = int(per.K.max())
+    kinds = {k: i for i, k in enumerate(sorted(per.kind.unique()))}       # one colour per kind in every panel
     for ax, run in zip(axes.flat, runs):
         d = per[per.run == run]
-        for i, (kind, k) in enumerate(d.groupby('kind', sort=True)):
+        for kind, k in d.groupby('kind', sort=True):
+            i = kinds[kind]
             k = k.sort_values('layer'); x = k.layer.astype(float) + 0.1 * i
             ax.fill_between(x, k.PR_null_low, k.PR_null_high, color=f'C{i}', alpha=0.15, lw=0)
             interval_bars(ax, x, k.PR_ci_low, k.PR_ci_high, color=f'C{i}', cap=0.05)
