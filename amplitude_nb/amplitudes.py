@@ -133,7 +133,7 @@ def corpus_covariances(model: GPT, names, tokens: np.ndarray, n_batches=8, batch
             out[n] = outer[n] / N - torch.outer(mean, mean)
     return {n: out[n] for n in names}
 
-# %% ../nbs/02_amplitudes.ipynb #d4632b41
+# %% ../nbs/02_amplitudes.ipynb #a6e8f0b3
 def basis_share(basis: str, share: str) -> str:
     "The sharing a basis really has: `share` for a random basis; a spectral basis is per matrix whatever is asked."
     if basis not in BASES: raise ValueError(f"unknown basis {basis!r}: use 'random' or 'spectral'")
@@ -144,6 +144,7 @@ def basis_seed(seed: int, name: str, n_in: int, share: str = 'kind') -> int:
     "The seed of matrix `name`'s random basis: from its kind and width (`share='kind'`) or from its name."
     return kind_seed(seed, parse_matrix(name)[1], n_in) if share == 'kind' else matrix_seed(seed, name)
 
+# %% ../nbs/02_amplitudes.ipynb #d4632b41
 def make_bases(model: nn.Module, names, K=8, basis='random', seed=0, covs=None, share='kind') -> dict:
     "Φ for each named target: `random` from seeds (one per kind, or one per matrix), `spectral` from `covs`."
     share = basis_share(basis, share)
@@ -196,6 +197,7 @@ def set_amplitudes(model: nn.Module, amps: dict) -> nn.Module:
         mods[n].amplitudes.copy_(a)
     return model
 
+# %% ../nbs/02_amplitudes.ipynb #a0c2e4f8
 def dense_model(model: GPT, merge=True) -> GPT:
     "A plain `GPT` copy: W = W0 + AΦ when `merge`, else the base weights W0."
     out = copy.deepcopy(model)
@@ -352,8 +354,8 @@ def save_amplitude_checkpoint(model: GPT, path, tokenizer=None) -> Path:
         raise ValueError(f"{path}: these amplitudes were read from an {meta['format']} file; saved as {FORMAT} "
                          "they would be read back in other bases (keep the original file, or refit)")
     path = save_checkpoint(dense_model(model, merge=False), path, tokenizer)
-    save_amplitudes(get_amplitudes(model), path/'amplitudes.safetensors', meta['basis'], meta['K'], meta['seed'],
-                    share=meta.get('share', 'kind'))
+    save_amplitudes(get_amplitudes(model), path/'amplitudes.safetensors', basis=meta['basis'], K=meta['K'],
+                    seed=meta['seed'], share=meta.get('share', 'kind'))
     if meta['basis'] == 'spectral':
         save_file({n: m.Phi.contiguous() for n, m in amplitude_modules(model).items()}, str(path/'basis.safetensors'))
     return path
