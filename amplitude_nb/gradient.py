@@ -9,66 +9,61 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from scipy import stats
-from .structure import structure_table, matrix_label, interval_bars
+from .study import CLASS_THRESHOLDS, CLASSES, KIND_ORDER, PAPER, parse_matrix
+from .structure import (structure_table, matrix_rows, interval_bars, classify, check_thresholds,
+                                    plot_theme, save_figures)
 
 # %% auto #0
-__all__ = ['CLASSES', 'SCHEDULE_FORMAT', 'classify', 'free_params_per_row', 'layer_gradient', 'spearman_by_kind',
-           'freeze_schedule', 'write_schedule', 'read_schedule', 'plot_gradient']
+__all__ = ['SCHEDULE_FORMAT', 'free_params_per_row', 'layer_gradient', 'spearman_by_kind', 'freeze_schedule', 'write_schedule',
+           'read_schedule', 'plot_gradient']
 
 # %% ../nbs/11_gradient.ipynb #5bad0d6f
-CLASSES = ('crystallizable', 'compressible', 'irreducible')
-
-def _check_thresholds(low, high):
-    if not low < high: raise ValueError(f"need low < high, got low={low}, high={high}")
-
-def classify(pr, low: float = 1.5, high: float = 5.0) -> str | None:
-    "'crystallizable' (PR < low), 'compressible' or 'irreducible' (PR > high); None for an undefined PR."
-    _check_thresholds(low, high)
-    if pr is None or pd.isna(pr): return None
-    return CLASSES[0] if pr < low else CLASSES[2] if pr > high else CLASSES[1]
-
-def free_params_per_row(pr, K: int, low: float = 1.5, high: float = 5.0) -> int | None:
+def free_params_per_row(pr, K: int, low: float = CLASS_THRESHOLDS[0], high: float = CLASS_THRESHOLDS[1]) -> int | None:
     "1 if crystallizable, K if irreducible, else ⌈PR⌉ clipped to [1, K]; None for an undefined PR."
     c = classify(pr, low, high)
     if c is None: return None
     return 1 if c == CLASSES[0] else K if c == CLASSES[2] else int(min(max(math.ceil(pr), 1), K))
 
 # %% ../nbs/11_gradient.ipynb #bbbe1289
-def layer_gradient(table: pd.DataFrame, low: float = 1.5, high: float = 5.0) -> pd.DataFrame:
+def layer_gradient(table: pd.DataFrame, low: float = CLASS_THRESHOLDS[0],
+                   high: float = CLASS_THRESHOLDS[1]) -> pd.DataFrame:
     "Per-matrix rows of a structure table, sorted by kind and layer, with `class` and `free_params_per_row`."
-    _check_thresholds(low, high)
-    t = table[table.matrix != 'global'].sort_values(['kind', 'layer', 'matrix']).reset_index(drop=True)
+    check_thresholds(low, high)
+    t = matrix_rows(table).sort_values(['kind', 'layer', 'matrix']).reset_index(drop=True)
     t['class'] = [classify(p, low, high) for p in t.PR]
-    t['free_params_per_row'] = pd.array([free_params_per_row(p, k, low, high) for p, k in zip(t.PR, t.K)], dtype='Int64')
+    free = [free_params_per_row(p, k, low, high) for p, k in zip(t.PR, t.K)]
+    t['free_params_per_row'] = pd.array(free, dtype='Int64')
     return t
 
 # %% ../nbs/11_gradient.ipynb #77d39bc9
-def _spearman(x, y) -> tuple[float, float, str]:
+def _spearman(x, y) -> dict:
+    "Spearman ρ of y against x (NaN pairs dropped), its p-value and a note when it cannot be tested."
     ok = pd.notna(x) & pd.notna(y)
     x, y = np.asarray(x[ok], dtype=float), np.asarray(y[ok], dtype=float)
-    if len(np.unique(x)) < 3: return math.nan, math.nan, f"fewer than 3 layers ({len(np.unique(x))})"
-    if np.ptp(y) == 0: return math.nan, math.nan, "PR is constant"
+    if len(np.unique(x)) < 3:
+        return dict(rho=math.nan, p_value=math.nan, note=f"fewer than 3 layers ({len(np.unique(x))})")
+    if np.ptp(y) == 0: return dict(rho=math.nan, p_value=math.nan, note="PR is constant")
     res = stats.spearmanr(x, y)
-    return float(res.statistic), float(res.pvalue), ''
+    return dict(rho=float(res.statistic), p_value=float(res.pvalue), note='')
 
+# %% ../nbs/11_gradient.ipynb #391542f3
 def spearman_by_kind(table: pd.DataFrame) -> pd.DataFrame:
     "Spearman ρ(PR, layer) and its p-value per kind and over all matrices ('all'): kind, n, rho, p_value, note."
-    t = table[(table.matrix != 'global') & table.layer.notna()]
-    rec = []
-    for kind, d in [*t.groupby('kind', sort=True), ('all', t)]:
-        rho, p, note = _spearman(d.layer, d.PR)
-        rec.append(dict(kind=kind, n=int(d.PR.notna().sum()), rho=rho, p_value=p, note=note))
-    return pd.DataFrame(rec)
+    t = matrix_rows(table)
+    t = t[t.layer.notna()]
+    rec = [dict(kind=kind, n=int(d.PR.notna().sum()), **_spearman(d.layer, d.PR))
+           for kind, d in [*t.groupby('kind', sort=True), ('all', t)]]
+    return pd.DataFrame(rec, columns=['kind', 'n', 'rho', 'p_value', 'note'])
 
 # %% ../nbs/11_gradient.ipynb #3f814193
 SCHEDULE_FORMAT = 'amplitude-nb/freeze-schedule/1'
 
 def freeze_schedule(table: pd.DataFrame) -> list[str]:
     "Matrix names in freezing order: ascending PR, ties by layer then name; undefined PR last."
-    t = table[table.matrix != 'global']
     key = lambda r: (pd.isna(r.PR), 0.0 if pd.isna(r.PR) else r.PR, math.inf if pd.isna(r.layer) else r.layer, r.matrix)
-    return [r.matrix for r in sorted(t.itertuples(), key=key)]
+    return [r.matrix for r in sorted(matrix_rows(table).itertuples(), key=key)]
 
+# %% ../nbs/11_gradient.ipynb #d1ff0818
 def write_schedule(schedule: list[str], path) -> Path:
     "Write a freeze schedule as JSON: {'format': SCHEDULE_FORMAT, 'order': [...]}."
     if not all(isinstance(m, str) for m in schedule): raise ValueError("a schedule is a list of module names")
@@ -76,6 +71,7 @@ def write_schedule(schedule: list[str], path) -> Path:
     path.write_text(json.dumps(dict(format=SCHEDULE_FORMAT, order=list(schedule)), indent=1) + '\n')
     return path
 
+# %% ../nbs/11_gradient.ipynb #504bd834
 def read_schedule(path) -> list[str]:
     "The module names of a freeze schedule written by `write_schedule`, in freezing order."
     path = Path(path)
@@ -87,23 +83,30 @@ def read_schedule(path) -> list[str]:
     return d['order']
 
 # %% ../nbs/11_gradient.ipynb #f7b5b5d2
-def plot_gradient(table: pd.DataFrame, low: float = 1.5, high: float = 5.0):
-    "PR against layer per kind with 95% intervals, and the class thresholds."
-    t = table[(table.matrix != 'global') & table.layer.notna()]
-    K = int(table.K.max())
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    kinds = sorted(t.kind.unique())
-    for i, (kind, d) in enumerate(t.groupby('kind', sort=True)):
-        d = d.sort_values('layer'); x = d.layer.astype(float) + (i - (len(kinds) - 1) / 2) * 0.08
-        interval_bars(ax, x, d.PR_ci_low, d.PR_ci_high, color=f'C{i}', cap=0.04)
-        ax.plot(x, d.PR, marker='o', color=f'C{i}', label=kind)
-    for y, name in ((low, 'crystallizable'), (high, 'irreducible')):
-        ax.axhline(y, color='grey', ls='--', lw=0.8)
-    x0 = ax.get_xlim()[0]
-    for y, name in ((low / 2 + 0.5, 'crystallizable'), ((low + high) / 2, 'compressible'), ((high + K) / 2, 'irreducible')):
-        ax.text(x0, y, f' {name}', va='center', fontsize=8, color='grey')
+def plot_gradient(table: pd.DataFrame, low: float = CLASS_THRESHOLDS[0], high: float = CLASS_THRESHOLDS[1]):
+    "PR against layer per kind with 95% intervals, the class thresholds and the paper's per-layer PR (stars)."
+    check_thresholds(low, high)
+    t = matrix_rows(table)
+    t = t[t.layer.notna()]
+    K, top = int(table.K.max()), int(t.layer.max())
+    order = lambda k: (KIND_ORDER.index(k) if k in KIND_ORDER else len(KIND_ORDER), k)
+    kinds = sorted(t.kind.unique(), key=order)
+    paper = [(*parse_matrix(m), v['PR']) for m, v in PAPER['structure_layers'].items()]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, kind in enumerate(kinds):
+        d, off, color = t[t.kind == kind].sort_values('layer'), (i - (len(kinds) - 1) / 2) * 0.14, f'C{i}'
+        x = d.layer.astype(float) + off
+        interval_bars(ax, x, d.PR_ci_low, d.PR_ci_high, color=color, cap=0.04)
+        ax.plot(x, d.PR, marker='o', color=color, label=f'{kind}: ours (95% interval)')
+        pk = [(layer + off, pr) for layer, k, pr in paper if k == kind and layer <= top]
+        if pk: ax.scatter(*zip(*pk), marker='*', s=140, facecolors='none', edgecolors=color, linewidths=1.4,
+                          label=f"{kind}: paper", zorder=4)
+    for y in (low, high): ax.axhline(y, color='grey', ls='--', lw=0.8)
+    bands = (((0.8 + low) / 2, 'crystallizable'), ((low + high) / 2, 'compressible'), ((high + K) / 2, 'irreducible'))
+    for y, name in bands:
+        ax.text(1.01, y, name, transform=ax.get_yaxis_transform(), va='center', ha='left', fontsize=8, color='grey')
     ax.set(xlabel='layer', ylabel='participation ratio', ylim=(0.8, K + 0.2))
-    ax.set_xticks(sorted(t.layer.astype(int).unique()))
-    ax.legend(fontsize=8, loc='upper right')
+    ax.set_xticks(range(int(t.layer.min()), top + 1))
+    ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
     return fig

@@ -12,22 +12,22 @@ from typing import Callable
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt, seaborn as sns
 from scipy import stats
-from .amplitudes import AmplitudeFileError, read_amplitude_file
+from .amplitudes import SHARES, AmplitudeFileError, read_amplitude_file
 from .study import PAPER, CLASS_THRESHOLDS, CLASSES, KIND_ORDER, parse_matrix, matrix_label, matrix_order
 from .stats import sorted_eigh
 from . import verdicts
 
 # %% auto #0
-__all__ = ['METRICS', 'SPECTRA', 'CI_METHODS', 'NULL_HOW', 'ID_COLUMNS', 'PR_COLUMNS', 'COLUMNS', 'SHARES', 'PAPER_GLOBAL_MATRIX',
+__all__ = ['METRICS', 'SPECTRA', 'CI_METHODS', 'NULL_HOW', 'ID_COLUMNS', 'PR_COLUMNS', 'COLUMNS', 'PAPER_GLOBAL_MATRIX',
            'check_amplitudes', 'centred', 'amplitude_covariance', 'spectrum', 'participation_ratio', 'pc1_fraction',
-           'k_for', 'max_abs_corr', 'excess_kurtosis', 'fmt_sig', 'fmt_pct', 'fmt_int', 'Metric', 'metric_values',
-           'pr_of_cov', 'gaussian_corrected_pr', 'pr_estimate', 'corrected_pr', 'population_pr', 'simulate_rows',
-           'bias_study', 'bootstrap_pr', 'pr_interval', 'coverage_study', 'null_spectrum', 'null_pr', 'pr_inference',
-           'matrix_metrics', 'GlobalGroups', 'group_label', 'is_global', 'global_groups', 'null_note',
+           'k_for', 'max_abs_corr', 'excess_kurtosis', 'effective_rank', 'fmt_sig', 'fmt_pct', 'fmt_int', 'Metric',
+           'metric_values', 'pr_of_cov', 'gaussian_corrected_pr', 'pr_estimate', 'corrected_pr', 'population_pr',
+           'simulate_rows', 'bias_study', 'bootstrap_pr', 'pr_interval', 'coverage_study', 'null_spectrum', 'null_pr',
+           'pr_inference', 'matrix_metrics', 'GlobalGroups', 'group_label', 'is_global', 'global_groups', 'null_note',
            'structure_table', 'matrix_rows', 'global_rows', 'plot_theme', 'spectrum_table', 'plot_scree',
            'interval_bars', 'paper_values', 'plot_pr', 'column_correlation', 'plot_corr_extremes', 'save_figures',
-           'compare_with_paper', 'classify', 'amplitude_file', 'structure_records', 'format_rows', 'format_structure',
-           'structure_report', 'structure_metrics']
+           'compare_with_paper', 'check_thresholds', 'classify', 'amplitude_file', 'structure_records', 'format_rows',
+           'format_structure', 'structure_report', 'structure_metrics']
 
 # %% ../nbs/10_structure.ipynb #fab1fc11
 def check_amplitudes(A) -> np.ndarray:
@@ -92,6 +92,14 @@ def excess_kurtosis(A) -> float:
     v = check_amplitudes(A).ravel()
     return float(stats.kurtosis(v, fisher=True, bias=True)) if np.ptp(v) > 0 else math.nan
 
+# %% ../nbs/10_structure.ipynb #125308b4
+def effective_rank(lam) -> float:
+    "Entropy effective rank exp(H(p)), p = λ/Σλ (Roy & Vetterli 2007); NaN when Σλ = 0."
+    lam = np.clip(np.asarray(lam, dtype=np.float64), 0, None); s = lam.sum()
+    if not s > 0: return math.nan
+    p = lam[lam > 0] / s
+    return float(np.exp(-(p * np.log(p)).sum()))
+
 # %% ../nbs/10_structure.ipynb #b5ce27a8
 def _plain(v):
     "A table value as a plain Python number, or None when missing."
@@ -115,12 +123,13 @@ class Metric:
 
     def __call__(self, A, lam): return self.fn(lam if self.of == 'spectrum' else A)
 
-# %% ../nbs/10_structure.ipynb #fc1996e3
+# %% ../nbs/10_structure.ipynb #f8464ce9
 METRICS = (
     Metric('PC1', 'spectrum', pc1_fraction, 'PC1%', fmt_pct, 'variance share of the first principal component'),
     Metric('k95', 'spectrum', k_for, 'k95', fmt_int, 'fewest components reaching 95% of the variance'),
     Metric('max_corr', 'amplitudes', max_abs_corr, 'max corr', fmt_sig, 'largest |Pearson r| between two columns'),
     Metric('kurtosis', 'amplitudes', excess_kurtosis, 'kurtosis', fmt_sig, 'excess kurtosis of all amplitude values'),
+    Metric('erank', 'spectrum', effective_rank, 'erank', fmt_sig, 'exp(entropy of λ/Σλ) (Roy & Vetterli)'),
 )
 
 # %% ../nbs/10_structure.ipynb #23f6562c
@@ -346,8 +355,7 @@ def matrix_metrics(A, n_boot: int = 200, seed=0, n_null: int = 200, null_seed: i
                 **pr_inference(X, n_boot, seed, n_null=n_null, null_seed=null_seed, Phi=Phi, how=how),
                 **metric_values(X))
 
-# %% ../nbs/10_structure.ipynb #47e9ea66
-SHARES = ('matrix', 'kind')
+# %% ../nbs/10_structure.ipynb #3ce78b8c
 PAPER_GLOBAL_MATRIX = 'global attn.c_proj'   # the paper's global row: 8 layers × 256 rows of attn.c_proj
 
 @dataclass(frozen=True)
@@ -392,9 +400,10 @@ def null_note(meta: dict | None = None, bases: dict | None = None) -> str:
     "What the null assumes about the bases, in one sentence."
     if bases is not None: return "The null is drawn through the given bases."
     meta = meta or {}
-    if meta.get('format') == 'amplitude-nb/1' and meta.get('basis') == 'random':
-        return ("This file is format amplitude-nb/1: its random bases have N(0, 1/n_in) rows, only near-orthonormal, "
-                "and the null (which assumes orthonormal rows) is approximate; refit, or pass the bases.")
+    if meta.get('orthonormal') is False or (meta.get('format') == 'amplitude-nb/1' and meta.get('basis') == 'random'):
+        return (f"This file ({meta.get('format')}) has random bases with N(0, 1/n_in) rows, only near-orthonormal: "
+                "the null (which assumes orthonormal rows) is approximate. Refit, or pass "
+                "bases=amplitudes.file_bases(meta, n_in) for the exact null.")
     return ("The bases have orthonormal rows, so an isotropic update gives i.i.d. isotropic amplitudes: "
             "the null is exact.")
 
@@ -545,13 +554,14 @@ def compare_with_paper(table: pd.DataFrame) -> pd.DataFrame:
     ints = {c: 'Int64' for c in ('rows', 'k95', 'paper_k95') if c in out}
     return out[cols].astype(ints)
 
-# %% ../nbs/10_structure.ipynb #26069cd6
-def _check_thresholds(low, high):
+# %% ../nbs/10_structure.ipynb #27677b1e
+def check_thresholds(low, high):
+    "ValueError unless the class thresholds are ordered."
     if not low < high: raise ValueError(f"need low < high, got low={low}, high={high}")
 
 def classify(pr, low: float = CLASS_THRESHOLDS[0], high: float = CLASS_THRESHOLDS[1]) -> str | None:
     "'crystallizable' (PR < low), 'compressible' or 'irreducible' (PR > high); None for an undefined PR."
-    _check_thresholds(low, high)
+    check_thresholds(low, high)
     if pr is None or pd.isna(pr): return None
     return CLASSES[0] if pr < low else CLASSES[2] if pr > high else CLASSES[1]
 

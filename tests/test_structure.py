@@ -123,3 +123,13 @@ def test_old_basis_null():
 def test_null_with_orthonormal_basis_is_isotropic():
     Phi = qr_basis(64, 8, 0)
     assert null_pr(128, 8, 50, Phi=Phi) == null_pr(128, 8, 50) == null_pr(128, 8, 50, Phi=Phi, how='gradient')
+
+def test_erank_column():
+    "The entropy effective rank: K for isotropic rows with an exact orthogonal design, 1 for rank one, 2 for two equal directions."
+    from scipy.linalg import hadamard
+    H = hadamard(16)[:, 1:9].astype(float)                              # covariance exactly ∝ I
+    two = np.c_[H[:, :2], np.zeros((16, 6))]                            # two equal directions
+    one = np.random.default_rng(0).standard_normal((50, 1)) * np.arange(1, 9)
+    t = structure_table({'transformer.h.0.attn.c_attn': H, 'transformer.h.1.attn.c_attn': two,
+                         'transformer.h.2.attn.c_attn': one}, n_boot=20)
+    assert np.allclose(t.erank, [8, 2, 1]) and 'erank' in COLUMNS
