@@ -31,7 +31,7 @@ FACTORS = dict(optimizer=OPTIMIZERS, steps=('base', 'long'), basis=BASES, target
 CENTRE = dict(optimizer='adamw', steps='base', basis='kind', targets='c_attn+c_proj')
 
 def design(interactions=(), factors=FACTORS, centre=CENTRE) -> list[dict]:
-    "The cells to train: `centre`, each factor's other levels one at a time, then `interactions` (changes to the centre)."
+    "The cells: `centre`, each factor's other levels one at a time, then `interactions` (changes to the centre)."
     for c in interactions:
         bad = {k: v for k, v in c.items() if k not in factors or v not in factors[k]}
         if bad: raise ValueError(f"interaction {c} has unknown factors or levels {bad}; factors are {dict(factors)}")
@@ -50,7 +50,7 @@ def recipe_bases(model: nn.Module, names, K: int = 8, basis: str = 'kind', seed:
 
 # %% ../nbs/15_recipe.ipynb #9264df02
 def shared_groups(bases: dict) -> dict[str, list[str]]:
-    "{group: names} for every set of two or more matrices with an identical Φ; named by their kind ('mixed' across kinds)."
+    "{group: names} for each set of two or more matrices with an identical Φ, named by kind ('mixed' if several)."
     groups = []
     for n, P in bases.items():
         g = next((g for g in groups if bases[g[0]].shape == P.shape and torch.equal(bases[g[0]], P)), None)
@@ -76,23 +76,26 @@ def group_rows(amps: dict, groups: dict, bases: dict | None = None, n_boot: int 
     return out
 
 # %% ../nbs/15_recipe.ipynb #8c8cba6f
-def run_structure(amps: dict, groups: dict, bases: dict | None = None, n_boot: int = 200, n_null: int = 200, seed: int = 0,
-                  how: str = 'gradient', low: float = CLASS_THRESHOLDS[0]) -> tuple[dict, pd.DataFrame]:
+def run_structure(amps: dict, groups: dict, bases: dict | None = None, n_boot: int = 200, n_null: int = 200,
+                  seed: int = 0, how: str = 'gradient', low: float = CLASS_THRESHOLDS[0]) -> tuple[dict, pd.DataFrame]:
     "(summary, per-matrix table) of one run's amplitudes: global rows only over shared-basis groups (see above)."
     sub = None if bases is None else {n: bases[n] for n in amps}
-    per = matrix_rows(structure_table(amps, dict(share='matrix'), n_boot, seed, n_null, bases=sub, how=how)).reset_index(drop=True)
+    table = structure_table(amps, dict(share='matrix'), n_boot, seed, n_null, bases=sub, how=how)
+    per = matrix_rows(table).reset_index(drop=True)
     groups = {g: [n for n in names if n in amps] for g, names in groups.items()}
     grows = group_rows(amps, {g: v for g, v in groups.items() if len(v) > 1}, sub, n_boot, n_null, seed, how)
     whole = next((r for r in grows if r['n_matrices'] == len(amps)), None)
     g = lambda k: None if whole is None else whole[k]
     imin = per.PR.idxmin()
     rho = spearman_by_kind(per).set_index('kind').loc['all']
-    cryst = [r.label for r in per.itertuples() if verdicts.threshold_verdict((r.PR_ci_low, r.PR_ci_high), low) == 'below'
-             and r.structured]
+    cryst = [r.label for r in per.itertuples()
+             if verdicts.threshold_verdict((r.PR_ci_low, r.PR_ci_high), low) == 'below' and r.structured]
     summary = dict(global_PR=g('PR'), global_PR_ci_low=g('PR_ci_low'), global_PR_ci_high=g('PR_ci_high'),
-                   global_PR_null=g('PR_null'), global_PR_null_low=g('PR_null_low'), global_PR_null_high=g('PR_null_high'),
+                   global_PR_null=g('PR_null'), global_PR_null_low=g('PR_null_low'),
+                   global_PR_null_high=g('PR_null_high'),
                    global_structured=g('structured'), global_over=None if whole is None else whole['group'],
-                   groups=grows, stacked_PR=participation_ratio(spectrum(np.concatenate([np.asarray(a) for a in amps.values()]))),
+                   groups=grows, 
+                   stacked_PR=participation_ratio(spectrum(np.concatenate([np.asarray(a) for a in amps.values()]))),
                    median_PR=float(per.PR.median()), min_PR=float(per.PR[imin]), min_PR_matrix=per.label[imin],
                    min_PR_ci=(float(per.PR_ci_low[imin]), float(per.PR_ci_high[imin])),
                    kurtosis=float(per['kurtosis'].median()), max_kurtosis=float(per['kurtosis'].max()),
@@ -106,7 +109,7 @@ def track_steps(steps: int, n_track: int) -> list[int]:
     return sorted({max(1, round(steps * (i + 1) / n_track)) for i in range(n_track)})
 
 def pr_tracker(at, groups: dict, record: list):
-    "A `train` callback appending, at the steps in `at`, the median per-matrix PR and each group's stacked PR to `record`."
+    "A `train` callback appending to `record`, at the steps in `at`, the median per-matrix PR and each group's PR."
     at = set(at)
     def cb(step, model, rec):
         if step not in at: return
@@ -114,20 +117,22 @@ def pr_tracker(at, groups: dict, record: list):
         prs = [participation_ratio(spectrum(a)) for a in amps.values()]
         gl = {g: participation_ratio(spectrum(np.concatenate([amps[n] for n in v]))) for g, v in groups.items()}
         whole = next((p for g, p in gl.items() if len(groups[g]) == len(amps)), None)
-        record.append(dict(step=step, global_PR=whole, median_PR=float(np.nanmedian(prs)), **{f'PR_{g}': p for g, p in gl.items()}))
+        record.append(dict(step=step, global_PR=whole, median_PR=float(np.nanmedian(prs)),
+                           **{f'PR_{g}': p for g, p in gl.items()}))
     return cb
 
 # %% ../nbs/15_recipe.ipynb #31f00572
 def train_cell(base: nn.Module, cell: dict, bases: dict, get_batch, tc: TrainConfig, val: list, seed: int = 0,
                n_track: int = 4, target_sets: dict = TARGET_SETS, progress: bool = False) -> dict:
-    "Train the amplitudes of a copy of `base` from A = 0 under `cell` (tc.steps already set); amplitudes, losses, trajectory."
+    "Train the amplitudes of a copy of `base` from A = 0 under `cell`: amplitudes, losses, trajectory."
     names = target_names(base, target_sets[cell['targets']])
     K = next(iter(bases.values())).shape[0]
     model = add_amplitudes(copy.deepcopy(base), target_sets[cell['targets']], K=K, bases={n: bases[n] for n in names})
     groups = {g: v for g, v in shared_groups({n: bases[n] for n in names}).items()}
     traj = []
+    tracker = pr_tracker(track_steps(tc.steps, n_track), groups, traj)
     rec = train(model, get_batch, replace(tc, optimizer=cell['optimizer']), 'amplitudes', None, seed,
-                f"{cell['optimizer']} {cell['basis']} {cell['targets']}", progress, pr_tracker(track_steps(tc.steps, n_track), groups, traj))
+                f"{cell['optimizer']} {cell['basis']} {cell['targets']}", progress, tracker)
     amps = get_amplitudes(model)
     finite = all(np.isfinite(a).all() for a in amps.values())
     return dict(amps=amps, groups=groups, trajectory=traj, val_after=evaluate(model, val) if finite else math.inf,
@@ -141,12 +146,13 @@ def match_rate(val_by_lr: dict, target: float) -> float:
     return min(ok, key=lambda lr: (abs(ok[lr] - target), lr))
 
 # %% ../nbs/15_recipe.ipynb #7f089334
-def fit_cell(base: nn.Module, dense: nn.Module, bases: dict, targets=TARGET_SETS['c_attn+c_proj']) -> tuple[nn.Module, pd.DataFrame]:
-    "(base + AΦ with A fitted to dense − base; per matrix: fidelity, its chance level K / n_in and the top-K SVD bound)."
+def fit_cell(base: nn.Module, dense: nn.Module, bases: dict,
+             targets=TARGET_SETS['c_attn+c_proj']) -> tuple[nn.Module, pd.DataFrame]:
+    "(base + AΦ, A fitted to dense − base; per matrix: fidelity, chance level K / n_in, top-K SVD bound)."
     names = target_names(base, targets)
     sub = {n: bases[n] for n in names}
-    amps = {n: fit_amplitudes(dense.get_submodule(n).weight.detach(), base.get_submodule(n).weight.detach(), sub[n])[0].numpy()
-            for n in names}
+    W = lambda m, n: m.get_submodule(n).weight.detach()
+    amps = {n: fit_amplitudes(W(dense, n), W(base, n), sub[n])[0].numpy() for n in names}
     model = add_amplitudes(copy.deepcopy(base), targets, K=next(iter(sub.values())).shape[0], bases=sub)
     fid = pd.DataFrame(fit_records(dense, base, sub)).assign(label=lambda d: d.matrix.map(matrix_label))
     return set_amplitudes(model, amps).eval(), fid
@@ -158,48 +164,56 @@ def _name_runs(names) -> str:
     names = list(names)
     return '; '.join(names) if names else 'none'
 
-def claim_verdicts(runs: list[dict], paper_pr: float = PAPER['structure_global']['PR'], low: float = CLASS_THRESHOLDS[0],
-                   kurtosis_high: float = 100.0) -> dict:
-    "{claim: sentence} for 'global_pr', 'crystallizable', 'depth', 'kurtosis': which of `runs` produce the paper's claim."
+def claim_verdicts(runs: list[dict], paper_pr: float = PAPER['structure_global']['PR'],
+                   low: float = CLASS_THRESHOLDS[0], kurtosis_high: float = 100.0) -> dict:
+    "{claim: sentence} for each of VERDICT_CLAIMS: which of `runs` produce the paper's claim."
     fell = lambda r: verdicts.threshold_verdict((r['val_after'], r['val_after']), r['val_before']) == 'below'
     dropped = [r['run'] for r in runs if not fell(r)]
     runs = [r for r in runs if fell(r)]
-    if not runs: return {k: f"No verdict: no run lowered the validation loss ({_name_runs(dropped)})." for k in VERDICT_CLAIMS}
+    if not runs:
+        return {k: f"No verdict: no run lowered the validation loss ({_name_runs(dropped)})." for k in VERDICT_CLAIMS}
     n = len(runs)
-    hits = [(r['run'], g) for r in runs for g in r['groups']
-            if verdicts.compare_intervals((g['PR_ci_low'], g['PR_ci_high']), (paper_pr, paper_pr)) == 'overlap' and g['structured']]
+    near = lambda g: verdicts.compare_intervals((g['PR_ci_low'], g['PR_ci_high']), (paper_pr, paper_pr)) == 'overlap'
+    hits = [(r['run'], g) for r in runs for g in r['groups'] if near(g) and g['structured']]
     allg = [g['PR'] for r in runs for g in r['groups']]
     no_global = [r['run'] for r in runs if not r['groups']]
     gl = (f"Global PR ≈ {paper_pr} ({CLAIMS['global_pr']}): produced by "
-          + _name_runs(f"{run} ({g['group']} rows: PR {verdicts.sig(g['PR'])}, "
-                       f"interval [{verdicts.sig(g['PR_ci_low'])}, {verdicts.sig(g['PR_ci_high'])}])" for run, g in hits)
+          + _name_runs(f"{run} ({g['group']} rows: PR {verdicts.sig(g['PR'])}, interval "
+                       f"[{verdicts.sig(g['PR_ci_low'])}, {verdicts.sig(g['PR_ci_high'])}])" for run, g in hits)
           + f", of {sum(bool(r['groups']) for r in runs)} run(s) with a shared-basis global row"
           + (f" (their global PRs span {verdicts.sig(min(allg))}–{verdicts.sig(max(allg))})" if allg else '') + '.'
-          + (f" {len(no_global)} run(s) have no shared basis and so no meaningful global row ({_name_runs(no_global)})." if no_global else ''))
+          + (f" {len(no_global)} run(s) have no shared basis and so no meaningful global row "
+             f"({_name_runs(no_global)})." if no_global else ''))
     cr = [(r['run'], r['crystallizable']) for r in runs if r['crystallizable']]
     best = min(runs, key=lambda r: r['min_PR'])
     cry = (f"A crystallizable matrix (PR interval below {low} and below the null): "
            + (_name_runs(f"{run} ({', '.join(m)})" for run, m in cr) + f" — {len(cr)} of {n} run(s)." if cr else
-              f"no run of {n}; the lowest matrix PR was {verdicts.sig(best['min_PR'])} ({best['min_PR_matrix']}, run {best['run']})."))
+              f"no run of {n}; the lowest matrix PR was {verdicts.sig(best['min_PR'])} "
+              f"({best['min_PR_matrix']}, run {best['run']})."))
     dp = [r for r in runs if r['depth_rho'] is not None and r['depth_rho'] > 0
           and verdicts.p_verdict(r['depth_p'], math.inf) == 'significant']
     dep = (f"PR rising with depth (Spearman ρ > 0, p < 0.05): "
-           + (_name_runs(f"{r['run']} (ρ {verdicts.sig(r['depth_rho'], 2)}, p {verdicts.sig(r['depth_p'], 2)})" for r in dp)
+           + (_name_runs(f"{r['run']} (ρ {verdicts.sig(r['depth_rho'], 2)}, p {verdicts.sig(r['depth_p'], 2)})"
+                         for r in dp)
               + f" — {len(dp)} of {n} run(s)." if dp else f"no run of {n}."))
-    kp = [r for r in runs if verdicts.threshold_verdict((r['max_kurtosis'], r['max_kurtosis']), kurtosis_high) == 'above']
+    kp = [r for r in runs
+          if verdicts.threshold_verdict((r['max_kurtosis'], r['max_kurtosis']), kurtosis_high) == 'above']
     top = max(runs, key=lambda r: r['max_kurtosis'])
     kur = (f"Kurtosis in the hundreds (some matrix above {kurtosis_high:g}): "
            + (_name_runs(f"{r['run']} ({r['max_kurtosis_matrix']}, {verdicts.sig(r['max_kurtosis'])})" for r in kp)
               + f" — {len(kp)} of {n} run(s)." if kp else
-              f"no run of {n}; the largest was {verdicts.sig(top['max_kurtosis'])} ({top['max_kurtosis_matrix']}, run {top['run']}),"
+              f"no run of {n}; the largest was {verdicts.sig(top['max_kurtosis'])} "
+              f"({top['max_kurtosis_matrix']}, run {top['run']}),"
               f" the median per-matrix kurtosis ranged {verdicts.sig(min(r['kurtosis'] for r in runs))}–"
               f"{verdicts.sig(max(r['kurtosis'] for r in runs))}."))
-    note = (f" Not counted: {len(dropped)} run(s) whose validation loss did not fall ({_name_runs(dropped)})." if dropped else '')
+    note = (f" Not counted: {len(dropped)} run(s) whose validation loss did not fall ({_name_runs(dropped)})."
+            if dropped else '')
     return {k: v + note for k, v in dict(global_pr=gl, crystallizable=cry, depth=dep, kurtosis=kur).items()}
 
 # %% ../nbs/15_recipe.ipynb #75c830cb
-def factor_effects(runs: pd.DataFrame, metrics=('stacked_PR', 'median_PR', 'min_PR', 'kurtosis'), centre: dict = CENTRE) -> pd.DataFrame:
-    "Per factor: the cells varying only it around `centre` (columns named as the factors) and each metric's range over them."
+def factor_effects(runs: pd.DataFrame, metrics=('stacked_PR', 'median_PR', 'min_PR', 'kurtosis'),
+                   centre: dict = CENTRE) -> pd.DataFrame:
+    "Per factor: its levels among the cells varying only it around `centre`, and each metric's range over them."
     rows = []
     for f in centre:
         others = [k for k in centre if k != f]
@@ -210,8 +224,9 @@ def factor_effects(runs: pd.DataFrame, metrics=('stacked_PR', 'median_PR', 'min_
     return pd.DataFrame(rows)
 
 # %% ../nbs/15_recipe.ipynb #b79fdaac
-def plot_trajectories(traj: pd.DataFrame, paper_pr: float = PAPER['structure_global']['PR'], group: str = 'attn.c_proj'):
-    "PR along training by run: the median per-matrix PR, and the global `group` PR of runs sharing its basis (paper's value marked)."
+def plot_trajectories(traj: pd.DataFrame, paper_pr: float = PAPER['structure_global']['PR'],
+                      group: str = 'attn.c_proj'):
+    "PR along training by run: median per-matrix PR, and the global `group` PR of runs sharing its basis."
     from matplotlib.lines import Line2D
     sns.set_theme(style='whitegrid', context='notebook')
     runs = list(dict.fromkeys(traj.run))
@@ -232,7 +247,7 @@ def plot_trajectories(traj: pd.DataFrame, paper_pr: float = PAPER['structure_glo
 
 # %% ../nbs/15_recipe.ipynb #1236b025
 def plot_matrix_pr(per: pd.DataFrame, low: float = CLASS_THRESHOLDS[0], col_wrap: int = 4):
-    "Per-matrix PR with its interval against layer, one panel per run, the null interval shaded, the crystallizable line."
+    "Per-matrix PR and interval against layer, a panel per run, the null interval shaded, the crystallizable line."
     sns.set_theme(style='whitegrid', context='notebook')
     runs = list(dict.fromkeys(per.run))
     ncol = min(col_wrap, len(runs)); nrow = math.ceil(len(runs) / ncol)
