@@ -17,9 +17,9 @@ __all__ = ['SKIP_DIRS', 'PACKAGES', 'DISTRIBUTIONS', 'SFT_PERMILLE', 'MIN_RESPON
            'DOC_CHARS', 'EOT', 'TOKENIZER_FILES', 'cache_dir', 'DataError', 'Corpus', 'make_corpus', 'save_corpus',
            'read_corpus', 'source_files', 'module_name', 'signature', 'docstrings', 'header', 'source_roots', 'harvest',
            'first_paragraph', 'sft_pair', 'sft_candidates', 'TextIndex', 'corpus_key', 'build_default',
-           'default_corpus', 'default_sft_pairs', 'split_pairs', 'load_sft_pairs', 'get_sft_pairs', 'chunk_text',
-           'corpus_files', 'load_corpus', 'get_corpus', 'train_tokenizer', 'eot_id', 'read_meta_pkl', 'char_tokenizer',
-           'load_tokenizer', 'get_tokenizer', 'encode_corpus', 'lm_batch', 'SFTData', 'eval_batches']
+           'default_cached', 'default_corpus', 'default_sft_pairs', 'split_pairs', 'load_sft_pairs', 'get_sft_pairs',
+           'chunk_text', 'corpus_files', 'load_corpus', 'get_corpus', 'train_tokenizer', 'eot_id', 'read_meta_pkl',
+           'char_tokenizer', 'load_tokenizer', 'get_tokenizer', 'encode_corpus', 'lm_batch', 'SFTData', 'eval_batches']
 
 # %% ../nbs/00_data.ipynb #a6b67f16
 def cache_dir() -> Path:
@@ -266,6 +266,10 @@ def _default_dir(val_pct: int = 5) -> Path:
             save_corpus(c, tmp, **info)
             (tmp/'sft.jsonl').write_text(''.join(json.dumps(p) + '\n' for p in pairs))
     return d
+
+def default_cached(val_pct: int = 5) -> bool:
+    "Whether the default corpus is already built (so that loading it takes a second, not a minute)."
+    return (cache_dir()/f'corpus-{corpus_key(val_pct)}'/'meta.json').exists()
 
 def default_corpus(val_pct: int = 5) -> Corpus:
     "The default documentation corpus (built once, then loaded from the cache)."
