@@ -130,8 +130,8 @@ def structure_amplitudes(path: Path, base: Path | None = None, K: int = 8, seed:
 
 # %% ../nbs/90_cli.ipynb #e0000012
 def cmd_structure(a, log):
-    from amplitude_nb.structure import structure_table, structure_records, format_structure
     amps, source = structure_amplitudes(a.path, a.base, K=a.K, seed=a.seed, log=log)
+    from amplitude_nb.structure import structure_table, structure_records, format_structure
     table = structure_table(amps, n_boot=a.n_boot, seed=a.seed)
     if a.json: print(json.dumps(structure_records(table), indent=1, allow_nan=False))
     else: print(f"{source}, {len(amps)} matrices\n\n" + format_structure(table))

@@ -45,12 +45,12 @@ def check_out(out: Path, inputs=()) -> Path:
     "`out` if a run may replace it with its report folder; InputError saying why not (nothing is changed)."
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is a file; --out must name a folder (nothing was changed)")
-    if out.is_dir() and any(out.iterdir()) and not any((out/m).exists() for m in RUN_MARKS):
-        raise InputError(f"{out}: a folder that is not a previous run (it has no {' or '.join(RUN_MARKS)}); a run "
-                         "replaces its --out folder whole, so name a new or empty folder (nothing was changed)")
     for p in inputs:
         if p is not None and (p == out or out in p.parents):
             raise InputError(f"{out}: holds the run's input {p}; a run replaces its --out folder, so name another")
+    if out.is_dir() and any(out.iterdir()) and not any((out/m).exists() for m in RUN_MARKS):
+        raise InputError(f"{out}: a folder that is not a previous run (it has no {' or '.join(RUN_MARKS)}); a run "
+                         "replaces its --out folder whole, so name a new or empty folder (nothing was changed)")
     anc = out.parent
     while not anc.exists(): anc = anc.parent
     if not anc.is_dir(): raise InputError(f"{anc}: is a file, so the output folder {out} cannot be made there")
@@ -196,11 +196,11 @@ def _paths(checkpoint, base, corpus, sft, tokenizer, out) -> dict:
 def check_run(checkpoint, base=None, corpus=None, sft=None, tokenizer=None, out=None, sections=None,
               log=print) -> RunInputs:
     "Check every input of `amplitude-nb run` up front; the first problem raises one error naming its file."
-    from amplitude_nb import data
     t0 = time.time()
-    log(f"checking inputs: paths")
+    log("checking inputs: paths")
     r = RunInputs(**_paths(checkpoint, base, corpus, sft, tokenizer, out))
     if sections: study.check_names(sections, study.SECTION_NAMES, 'section')
+    from amplitude_nb import data                      # torch loads here, after the paths are known to be right
     log(f"checking inputs: checkpoint {r.checkpoint}")
     model = check_checkpoint(r.checkpoint)
     r.config = asdict(model.config)
