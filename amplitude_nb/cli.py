@@ -5,7 +5,7 @@
 # %% ../nbs/90_cli.ipynb #8b71824d
 from __future__ import annotations
 import argparse, inspect, json, os, signal, sys, threading, time, traceback
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # before torch loads: idle OpenMP threads sleep instead of spinning
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # before torch loads: idle OpenMP threads sleep, not spin
 from pathlib import Path
 from . import study
 
@@ -115,7 +115,8 @@ def structure_amplitudes(path: Path, base: Path | None = None, K: int = 8, seed:
         amps, meta = read_amplitude_file(f or path)
         return check_amplitudes(amps, f or path), f"{f or path} ({meta['basis']} basis, seed {meta['seed']})"
     if not _is_checkpoint(path):
-        raise InputError(f"{path}: neither an amplitude file, a run folder with amplitudes.safetensors, nor a checkpoint")
+        raise InputError(f"{path}: neither an amplitude file, a run folder with amplitudes.safetensors, "
+                         "nor a checkpoint")
     if base is None:
         raise InputError(f"{path}: a model checkpoint, not amplitudes; add --base BASE to fit its amplitudes against "
                          "the base, or give an amplitudes.safetensors or a run folder")
@@ -123,7 +124,7 @@ def structure_amplitudes(path: Path, base: Path | None = None, K: int = 8, seed:
     from amplitude_nb.amplitudes import fit_model_amplitudes
     log(f"structure: fitting the amplitudes of {path} against {need(base, '--base')} (random basis, K = {K})")
     model, b = load_checkpoint(path), load_checkpoint(base)
-    check_base(base, model, b, path)
+    check_base(base, model, b, checkpoint=path)
     amps, fid = fit_model_amplitudes(model, b, K=K, seed=seed)
     return check_amplitudes(amps, path), (f"{path} − {base} (fitted: random basis, K = {K}, seed {seed}; "
                                           f"fidelity {min(fid.values()):.3f} to {max(fid.values()):.3f})")
@@ -226,7 +227,8 @@ def parser() -> argparse.ArgumentParser:
                                 'or a model checkpoint (with --base)')
     s.add_argument('--base', default=None, metavar='PATH', help='fit the amplitudes of PATH − BASE on the spot')
     s.add_argument('-K', type=int, default=8, help='amplitudes per row when fitting (default: 8)')
-    s.add_argument('--n-boot', type=int, default=200, metavar='N', help='bootstrap draws for the intervals (default: 200)')
+    s.add_argument('--n-boot', type=int, default=200, metavar='N',
+                   help='bootstrap draws for the intervals (default: 200)')
     s.add_argument('--seed', type=int, default=0, help='seed of the bootstrap and of the fitted basis (default: 0)')
     s.add_argument('--json', action='store_true', help='JSON records only, on stdout')
     return p

@@ -100,7 +100,8 @@ def read_corpus(d: Path) -> Corpus:
     return c
 
 # %% ../nbs/00_data.ipynb #e444bb97
-SKIP_DIRS = frozenset({'site-packages', 'test', 'tests', 'idlelib', 'lib2to3', 'turtledemo', 'ensurepip', '__pycache__'})
+SKIP_DIRS = frozenset({'site-packages', 'test', 'tests', 'idlelib', 'lib2to3', 'turtledemo', 'ensurepip',
+                       '__pycache__'})
 
 def source_files(root, skip=SKIP_DIRS) -> list[Path]:
     "The `.py` files under `root`, sorted by relative path, leaving out folders named in `skip`."
@@ -127,7 +128,8 @@ def _init_signature(cls: ast.ClassDef) -> str:
     "The signature of a class's `__init__`, without `self` ('' when it has none)."
     for n in cls.body:
         if isinstance(n, ast.FunctionDef) and n.name == '__init__':
-            a = ast.arguments(**{k: list(getattr(n.args, k)) if isinstance(getattr(n.args, k), list) else getattr(n.args, k)
+            a = ast.arguments(**{k: list(getattr(n.args, k)) if isinstance(getattr(n.args, k), list)
+                                 else getattr(n.args, k)
                                  for k in n.args._fields})
             (a.posonlyargs if a.posonlyargs else a.args)[:1] = []
             return signature(a)
@@ -141,11 +143,13 @@ def docstrings(tree: ast.Module, module: str):
         for n in body:
             if isinstance(n, ast.ClassDef):
                 if d := ast.get_docstring(n, clean=True):
-                    yield dict(kind='class', module=module, qualname=prefix + n.name, signature=_init_signature(n), doc=d)
+                    yield dict(kind='class', module=module, qualname=prefix + n.name,
+                               signature=_init_signature(n), doc=d)
                 yield from walk(n.body, prefix + n.name + '.')
             elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 if d := ast.get_docstring(n, clean=True):
-                    yield dict(kind='function', module=module, qualname=prefix + n.name, signature=signature(n.args), doc=d)
+                    yield dict(kind='function', module=module, qualname=prefix + n.name,
+                               signature=signature(n.args), doc=d)
     yield from walk(tree.body, '')
 
 def header(r: dict) -> str:
@@ -167,13 +171,15 @@ def source_roots() -> list[tuple[str, str, Path]]:
     roots = [('stdlib', '', Path(sysconfig.get_paths()['stdlib']))]
     for name in PACKAGES:
         spec = importlib.util.find_spec(name)
-        if spec and spec.submodule_search_locations: roots.append((name, name, Path(list(spec.submodule_search_locations)[0])))
+        if spec and spec.submodule_search_locations:
+            roots.append((name, name, Path(list(spec.submodule_search_locations)[0])))
     return roots
 
 def harvest() -> tuple[list[dict], int]:
     "All docstring records in corpus order (topics, stdlib, packages) and the number of files that failed to parse."
     from pydoc_data.topics import topics  # a plain dict of texts
-    recs = [dict(source='topics', kind='topic', module='', qualname=k, signature='', doc=topics[k].strip()) for k in sorted(topics)]
+    recs = [dict(source='topics', kind='topic', module='', qualname=k, signature='', doc=topics[k].strip())
+            for k in sorted(topics)]
     failed = 0
     for source, prefix, root in source_roots():
         for p in source_files(root):
@@ -306,11 +312,13 @@ def load_sft_pairs(path) -> list[dict]:
     for i, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip(): continue
         try: o = json.loads(line)
-        except json.JSONDecodeError as e: raise DataError(f'{path}:{i}: not valid JSON ({e.msg} at column {e.colno})') from None
+        except json.JSONDecodeError as e:
+            raise DataError(f'{path}:{i}: not valid JSON ({e.msg} at column {e.colno})') from None
         if not isinstance(o, dict): raise DataError(f'{path}:{i}: expected a JSON object, got {type(o).__name__}')
         for k in ('prompt', 'response'):
             if k not in o: raise DataError(f'{path}:{i}: missing key {k!r}')
-            if not isinstance(o[k], str): raise DataError(f'{path}:{i}: {k!r} must be a string, got {type(o[k]).__name__}')
+            if not isinstance(o[k], str):
+                raise DataError(f'{path}:{i}: {k!r} must be a string, got {type(o[k]).__name__}')
         pairs.append(o)
     if not pairs: raise DataError(f'{path}: no pairs')
     return pairs
@@ -400,7 +408,8 @@ def read_meta_pkl(path) -> dict:
     if not isinstance(stoi, dict) or not stoi:
         raise DataError(f'{p}: expected a dict with a character vocabulary (stoi or itos), as nanoGPT writes')
     bad = [k for k, v in stoi.items() if not (isinstance(k, str) and len(k) == 1 and type(v) is int and v >= 0)]
-    if bad: raise DataError(f'{p}: stoi must map single characters to ids >= 0; {bad[0]!r} -> {stoi[bad[0]]!r} does not')
+    if bad:
+        raise DataError(f'{p}: stoi must map single characters to ids >= 0; {bad[0]!r} -> {stoi[bad[0]]!r} does not')
     if len(set(stoi.values())) != len(stoi): raise DataError(f'{p}: two characters of stoi share one id')
     return dict(stoi=stoi, vocab_size=obj.get('vocab_size'))
 
@@ -467,7 +476,8 @@ def encode_corpus(tok: Tokenizer, corpus: Corpus) -> dict[str, np.ndarray]:
     return {sp: np.load(d/f'{sp}.npy') for sp in ('train', 'val')}
 
 # %% ../nbs/00_data.ipynb #f182d31f
-def lm_batch(tokens: np.ndarray, batch_size: int, n_ctx: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def lm_batch(tokens: np.ndarray, batch_size: int, n_ctx: int,
+             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     "Random windows `x` (B, n_ctx) and next-token targets `y`, both int64."
     if len(tokens) < n_ctx + 1: raise DataError(f'{len(tokens)} tokens cannot fill a window of n_ctx={n_ctx} (+1)')
     ix = torch.randint(len(tokens) - n_ctx, (batch_size,), generator=generator).numpy()
@@ -511,6 +521,7 @@ class SFTData:
 def eval_batches(sft: SFTData, batch_size: int = 32, n: int | None = None, seed: int = 0) -> list:
     "Fixed, length-sorted evaluation batches over every pair of `sft` (or over `n` of them, drawn with `seed`)."
     idx = list(range(len(sft)))
-    if n is not None and n < len(sft): idx = torch.randperm(len(sft), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    if n is not None and n < len(sft):
+        idx = torch.randperm(len(sft), generator=torch.Generator().manual_seed(seed))[:n].tolist()
     idx = sorted(idx, key=lambda i: (len(sft.seqs[i]), i))
     return [sft.batch(idx[i:i + batch_size]) for i in range(0, len(idx), batch_size)]

@@ -63,7 +63,8 @@ def check_amplitudes(amps: dict, path) -> dict:
     import numpy as np
     for n, a in amps.items():
         if a.shape[0] < 2:
-            raise InputError(f"{path}: matrix {n} has {a.shape[0]} row; the structure metrics need at least 2 per matrix")
+            raise InputError(f"{path}: matrix {n} has {a.shape[0]} row; "
+                             "the structure metrics need at least 2 per matrix")
     if amps and not any(np.any(a) for a in amps.values()):
         raise InputError(f"{path}: every amplitude of all {len(amps)} matrices (e.g. {next(iter(amps))}) is zero; "
                          "untrained amplitudes have no structure to measure")
@@ -198,7 +199,7 @@ def check_run(checkpoint, base=None, corpus=None, sft=None, tokenizer=None, out=
     "Check every input of `amplitude-nb run` up front; the first problem raises one error naming its file."
     t0 = time.time()
     log("checking inputs: paths")
-    r = RunInputs(**_paths(checkpoint, base, corpus, sft, tokenizer, out))
+    r = RunInputs(**_paths(checkpoint, base=base, corpus=corpus, sft=sft, tokenizer=tokenizer, out=out))
     if sections: study.check_names(sections, study.SECTION_NAMES, 'section')
     from amplitude_nb import data                      # torch loads here, after the paths are known to be right
     log(f"checking inputs: checkpoint {r.checkpoint}")
@@ -206,11 +207,12 @@ def check_run(checkpoint, base=None, corpus=None, sft=None, tokenizer=None, out=
     r.config = asdict(model.config)
     missing = {}
     if amplitude_file(r.checkpoint) is not None:
-        if r.base is not None: r.notes.append(f"{r.checkpoint} holds its own base weights and amplitudes; --base is not used")
+        if r.base is not None:
+            r.notes.append(f"{r.checkpoint} holds its own base weights and amplitudes; --base is not used")
     elif r.base is not None:
         log(f"checking inputs: base {r.base}")
         from amplitude_nb.model import load_checkpoint
-        check_base(r.base, model, load_checkpoint(r.base), r.checkpoint)
+        check_base(r.base, model, load_checkpoint(r.base), checkpoint=r.checkpoint)
     else:
         missing['base'] = "no base checkpoint (--base): amplitudes are fitted against W0 = 0"
     log("checking inputs: tokenizer")
@@ -238,6 +240,6 @@ def check_run(checkpoint, base=None, corpus=None, sft=None, tokenizer=None, out=
         log(f"checking inputs: SFT pairs {r.sft or '(the default pairs)'}")
         pairs = data.get_sft_pairs(r.sft)
         if tok is not None and any('sft' in s.needs for s in todo.values()):
-            check_sft(pairs, tok, n_ctx, r.sft or 'the default SFT pairs')
+            check_sft(pairs, tok, n_ctx, spec=r.sft or 'the default SFT pairs')
     r.seconds = time.time() - t0
     return r

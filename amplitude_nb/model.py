@@ -142,12 +142,15 @@ def _config(path, make) -> GPTConfig:
 def _hf_config(path: Path) -> GPTConfig:
     try: c = json.loads(path.read_text())
     except FileNotFoundError: raise CheckpointError(f"{path}: config file is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(c, dict): raise CheckpointError(f"{path}: expected a JSON object, found {type(c).__name__}")
-    if c.get('model_type', 'gpt2') != 'gpt2': raise CheckpointError(f"{path}: model_type {c['model_type']!r} is not gpt2")
+    if c.get('model_type', 'gpt2') != 'gpt2':
+        raise CheckpointError(f"{path}: model_type {c['model_type']!r} is not gpt2")
     problems = [k for k, ok in [('n_inner', c.get('n_inner') in (None, 4 * c.get('n_embd', 0))),
                                 ('scale_attn_weights', c.get('scale_attn_weights', True)),
-                                ('scale_attn_by_inverse_layer_idx', not c.get('scale_attn_by_inverse_layer_idx', False)),
+                                ('scale_attn_by_inverse_layer_idx',
+                                 not c.get('scale_attn_by_inverse_layer_idx', False)),
                                 ('tie_word_embeddings', c.get('tie_word_embeddings', True))] if not ok]
     if problems:
         raise CheckpointError(f"{path}: unsupported GPT-2 variant ({', '.join(f'{k}={c.get(k)!r}' for k in problems)})")
@@ -176,7 +179,8 @@ def pickle_globals(path) -> list[str]:
 def refusal(path, e: Exception) -> CheckpointError:
     "The one-line error for a pickle that torch's safe loader refused (`e`), naming what it asked for."
     m = re.search(r'Unsupported global: GLOBAL (\S+)', str(e))
-    names = [g for g in pickle_globals(path) if not g.startswith(('torch.', 'collections.'))] or ([m.group(1)] if m else [])
+    names = [g for g in pickle_globals(path) if not g.startswith(('torch.', 'collections.'))]
+    names = names or ([m.group(1)] if m else [])
     if names: what = f"asks to import {', '.join(map(repr, names[:3]))}, which could run code when loaded"
     else:
         detail = next((l.strip() for l in reversed(str(e).split('WeightsUnpickler error:')[-1].splitlines())
@@ -199,12 +203,13 @@ def _read_tensors(path: Path) -> dict:
         if 'Weights only load failed' in str(e): raise refusal(path, e) from None
         first = next((l.strip() for l in str(e).splitlines() if l.strip()), '')
         raise CheckpointError(f"{path}: cannot read weights ({type(e).__name__}: {first})") from None
-    if not isinstance(obj, dict): raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     return obj
 
 # %% ../nbs/01_model.ipynb #2445af57
 def match_state(own: dict, sd: dict, path, conv1d: bool) -> dict:
-    "The tensors of `sd` (read from `path`) under our names, checked against `own` ({name: shape}); `conv1d`: (in, out)."
+    "The tensors of `sd` (from `path`) under our names, checked against `own` ({name: shape}); `conv1d`: (in, out)."
     if not isinstance(sd, dict): raise CheckpointError(f"{path}: the state dict is a {type(sd).__name__}, not a dict")
     wte = sd.get('transformer.wte.weight', sd.get('wte.weight', sd.get('_orig_mod.transformer.wte.weight')))
     new, unknown = {}, []
@@ -215,13 +220,15 @@ def match_state(own: dict, sd: dict, path, conv1d: bool) -> dict:
         if name.endswith(IGNORED): continue
         if name == 'lm_head.weight':
             if wte is not None and v.shape == wte.shape and torch.equal(v, wte): continue
-            raise CheckpointError(f"{path}: lm_head.weight differs from the token embedding; only tied heads are supported")
+            raise CheckpointError(f"{path}: lm_head.weight differs from the token embedding; "
+                                  "only tied heads are supported")
         if name not in own: unknown.append(k); continue
         if conv1d and name.endswith(CONV1D): v = v.t()
         if v.shape != own[name]:
             raise CheckpointError(f"{path}: {k} has shape {tuple(v.shape)}, the model expects {tuple(own[name])}")
         if not v.is_floating_point() or not torch.isfinite(v).all():
-            raise CheckpointError(f"{path}: {k} has {'NaN or Inf values' if v.is_floating_point() else f'dtype {v.dtype}'}")
+            what = 'NaN or Inf values' if v.is_floating_point() else f'dtype {v.dtype}'
+            raise CheckpointError(f"{path}: {k} has {what}")
         new[name] = v
     if unknown: raise CheckpointError(f"{path}: unknown keys {unknown[:5]}{' …' if len(unknown) > 5 else ''}")
     missing = [k for k in own if k not in new and k != 'lm_head.weight']
@@ -236,7 +243,7 @@ def shapes(cfg: GPTConfig) -> dict:
 def load_state(model: GPT, sd: dict, path, conv1d: bool) -> GPT:
     "Copy the tensors of `sd` (read from `path`) into `model`, after `match_state` has checked them all."
     own = model.state_dict()
-    new = match_state({k: v.shape for k, v in own.items()}, sd, path, conv1d)
+    new = match_state({k: v.shape for k, v in own.items()}, sd, path, conv1d=conv1d)
     with torch.no_grad():
         for k, v in new.items(): own[k].copy_(v.to(own[k].dtype))
     return model
