@@ -133,10 +133,10 @@ class CheckpointError(ValueError):
 CONV1D = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')
 IGNORED = ('.attn.bias', '.attn.masked_bias')   # causal-mask buffers some writers store
 
-def _config(path, make) -> GPTConfig:
+def _config(path, make, what='config') -> GPTConfig:
     "`make()` with the config's KeyError/ValueError turned into a CheckpointError naming `path`."
     try: return make()
-    except KeyError as e: raise CheckpointError(f"{path}: config has no {e.args[0]!r}") from None
+    except KeyError as e: raise CheckpointError(f"{path}: {what} has no {e.args[0]!r}") from None
     except (ValueError, TypeError) as e: raise CheckpointError(f"{path}: {e}") from None
 
 def _hf_config(path: Path) -> GPTConfig:
@@ -273,7 +273,7 @@ def _load_nanogpt(path: Path) -> GPT:
     if not isinstance(a, dict): raise CheckpointError(f"{path}: model_args is a {type(a).__name__}, not a dict")
     cfg = _config(path, lambda: GPTConfig(vocab_size=a['vocab_size'], n_ctx=a['block_size'], n_embd=a['n_embd'],
                                           n_layer=a['n_layer'], n_head=a['n_head'], bias=a.get('bias', True),
-                                          activation='gelu'))
+                                          activation='gelu'), what='model_args')
     match_state(shapes(cfg), ck['model'], path, conv1d=False)
     return load_state(GPT(cfg), ck['model'], path, conv1d=False).eval()
 

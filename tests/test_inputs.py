@@ -162,7 +162,7 @@ CASES = [
     ('config is not JSON', lambda w, t: ['run', '--checkpoint', write(copy(w, 'tuned', t)/'config.json', '{').parent], 'not valid JSON', lambda w, t: t/'tuned'/'config.json'),
     ('nanoGPT model_args a list', lambda w, t: ['run', '--checkpoint', nanogpt(t, w, model_args=[2, 2, 16])], 'model_args is a list', lambda w, t: t/'nano'/'ckpt.pt'),
     ('nanoGPT n_embd a string', lambda w, t: ['run', '--checkpoint', nanogpt(t, w, model_args=dict(n_layer=2, n_head=2, n_embd='16', block_size=32, vocab_size=len(STOI)))], 'n_embd must be an integer', lambda w, t: t/'nano'/'ckpt.pt'),
-    ('nanoGPT missing block_size', lambda w, t: ['run', '--checkpoint', nanogpt(t, w, model_args=dict(n_layer=2, n_head=2, n_embd=16, vocab_size=len(STOI)))], "no 'block_size'", lambda w, t: t/'nano'/'ckpt.pt'),
+    ('nanoGPT missing block_size', lambda w, t: ['run', '--checkpoint', nanogpt(t, w, model_args=dict(n_layer=2, n_head=2, n_embd=16, vocab_size=len(STOI)))], "model_args has no 'block_size'", lambda w, t: t/'nano'/'ckpt.pt'),
     ('NaN weights', lambda w, t: ['run', '--checkpoint', nan_weights(t, w)], 'transformer.h.1.attn.c_proj.weight has NaN', lambda w, t: t/'tuned'/'model.safetensors'),
     ('truncated weights', lambda w, t: ['run', '--checkpoint', write(copy(w, 'tuned', t)/'model.safetensors', b'\0' * 64).parent], 'cannot read weights', lambda w, t: t/'tuned'/'model.safetensors'),
     ('malicious pickle', lambda w, t: ['run', '--checkpoint', evil_pickle(t)], "asks to import 'posix.system'", lambda w, t: t/'evil'/'ckpt.pt'),
