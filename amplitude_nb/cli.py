@@ -11,7 +11,8 @@ from . import study
 
 # %% auto #0
 __all__ = ['KNOWN', 'PATH_ARGS', 'error_line', 'resolve_args', 'cmd_corpus', 'cmd_checkpoints', 'cmd_info',
-           'structure_amplitudes', 'cmd_structure', 'cmd_reproduce', 'cmd_run', 'parser', 'Terminated', 'main']
+           'structure_amplitudes', 'cmd_structure', 'cmd_reproduce', 'cmd_run', 'Parser', 'parser', 'Terminated',
+           'main']
 
 # %% ../nbs/90_cli.ipynb #e0000002
 KNOWN = (('amplitude_nb.data', 'DataError'), ('amplitude_nb.model', 'CheckpointError'),
@@ -176,12 +177,17 @@ def _profiles_help(option='--profile') -> str:
     rows = [f"  {n:7} {study.PROFILES[n].description}" for n in study.PROFILE_NAMES]
     return f'profiles ({option}):\n' + '\n'.join(rows)
 
+class Parser(argparse.ArgumentParser):
+    "argparse with one-line errors: the problem and where to read the help."
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 # %% ../nbs/90_cli.ipynb #839576bd
 def parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument('--debug', action='store_true', help='show the full traceback of an error')
-    p = argparse.ArgumentParser(prog='amplitude-nb', formatter_class=fmt, parents=[common],
+    p = Parser(prog='amplitude-nb', formatter_class=fmt, parents=[common],
                                 description="Gaussian amplitudes of GPT-2-family checkpoints: the paper's study, "
                                             "reproduced or run on your own checkpoint.",
                                 epilog=_sections_help() + '\n\n' + _profiles_help())

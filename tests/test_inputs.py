@@ -333,12 +333,18 @@ def test_relative_missing_path_from_another_directory(tmp_path):
     assert f"{tmp_path/'work'/'models'/'ck'}: no such file or folder" in r.stderr
 
 
+def sigint_default():
+    "In the child: Ctrl-C as usual, even when this test runs where SIGINT is ignored (a background job)."
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_is_one_line(tmp_path):
     "Ctrl-C during a command: one line on stderr, exit code 130."
     code = ('import time, amplitude_nb.cli as c\n'
             'def slow(a, log): print("ready", flush=True); time.sleep(60)\n'
             'c.cmd_info = slow\nraise SystemExit(c.main(["info", "x"]))')
-    p = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=sigint_default)
     assert p.stdout.readline().strip() == 'ready'
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
@@ -377,7 +383,8 @@ def test_e2e_interrupted_run_then_clean_run(world, tmp_path):
     args = [CLI, 'run', '--checkpoint', r/'tuned', '--base', r/'base', '--corpus', r/'corpus.txt', '--sft',
             r/'pairs.jsonl', '--sizes', 'smoke', '--quiet', '--out', out]
     env = {**os.environ, 'AMPLITUDE_NB_CACHE': str(tmp_path/'cache')}
-    p = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    p = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         preexec_fn=sigint_default)
     for line in p.stdout:                                    # wait until the notebooks have started
         if 'running the sections' in line: break
     time.sleep(5)
