@@ -4,119 +4,262 @@
 
 # %% ../nbs/90_cli.ipynb #8b71824d
 from __future__ import annotations
-import argparse, json, os, sys, time
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # before torch loads: idle OpenMP threads sleep instead of spinning
+import argparse, inspect, json, os, signal, sys, threading, time, traceback
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # before torch loads: idle OpenMP threads sleep, not spin
 from pathlib import Path
-from .data import DataError
-from .model import CheckpointError
-from .amplitudes import AmplitudeFileError
+from . import study
 
 # %% auto #0
-__all__ = ['USER_ERRORS', 'cmd_corpus', 'cmd_checkpoints', 'cmd_info', 'cmd_structure', 'cmd_reproduce', 'cmd_run', 'parser',
+__all__ = ['KNOWN', 'PATH_ARGS', 'error_line', 'resolve_args', 'cmd_corpus', 'cmd_checkpoints', 'cmd_info',
+           'structure_amplitudes', 'cmd_structure', 'cmd_reproduce', 'cmd_run', 'Parser', 'parser', 'Terminated',
            'main']
 
+# %% ../nbs/90_cli.ipynb #e0000002
+KNOWN = (('amplitude_nb.data', 'DataError'), ('amplitude_nb.model', 'CheckpointError'),
+         ('amplitude_nb.amplitudes', 'AmplitudeFileError'), ('amplitude_nb.inputs', 'InputError'))
+
+def _loaded(pairs) -> tuple:
+    return tuple(getattr(sys.modules[m], n) for m, n in pairs if m in sys.modules and hasattr(sys.modules[m], n))
+
+def error_line(cmd: str, e: BaseException) -> tuple[str, int]:
+    "(one line for stderr, exit code) for error `e` raised by subcommand `cmd`."
+    msg, head = ' '.join(str(e).split()), f"amplitude-nb {cmd}: error:"
+    if isinstance(e, _loaded(KNOWN)): return f"{head} {msg}", 2
+    if isinstance(e, _loaded([('amplitude_nb.pipeline', 'RunError')])): return f"{head} {msg}", 1
+    if isinstance(e, OSError) and e.filename: return f"{head} {e.filename}: {e.strerror or msg}", 2
+    hint = '(rerun with --debug for the traceback)'
+    if type(e) is ValueError: return f"{head} {msg} {hint}", 2
+    return f"amplitude-nb {cmd}: unexpected {type(e).__name__}: {msg or '(no message)'} {hint}", 1
+
+# %% ../nbs/90_cli.ipynb #e0000005
+PATH_ARGS = ('checkpoint', 'base', 'corpus', 'sft', 'tokenizer', 'out', 'path')
+
+def resolve_args(a: argparse.Namespace) -> argparse.Namespace:
+    "`a` with section and profile names checked and every path argument absolute."
+    from amplitude_nb.inputs import InputError, absolute
+    try:
+        if getattr(a, 'sections', None):
+            a.sections = study.check_names(','.join(a.sections), study.SECTION_NAMES, 'section')
+        for k in ('profile', 'sizes'):
+            if getattr(a, k, None) is not None: study.check_names([getattr(a, k)], study.PROFILE_NAMES, 'profile')
+    except ValueError as e: raise InputError(str(e)) from None
+    for k in PATH_ARGS:
+        v = getattr(a, k, None)
+        if v is not None and v != 'default': setattr(a, k, absolute(v))
+    return a
+
 # %% ../nbs/90_cli.ipynb #41dd7a9f
-USER_ERRORS = (DataError, CheckpointError, AmplitudeFileError, FileNotFoundError)
-
-def _run_error():
-    from amplitude_nb.pipeline import RunError
-    return RunError
-
-def cmd_corpus(a):
+def cmd_corpus(a, log):
     from amplitude_nb import data
+    if a.corpus in (None, 'default'):
+        log('corpus: the default corpus' + ('' if data.default_cached() else
+            ' — building it from the installed Python sources (first time only, about a minute)'))
+    else: log(f"corpus: reading {a.corpus}")
     t = time.time()
     c = data.get_corpus(a.corpus)
+    if a.vocab and not c.texts('val'):
+        raise data.DataError(f"{a.corpus or 'the default corpus'}: the validation split is empty ({len(c.docs)} "
+                             "document(s)); a corpus needs several documents (blank-line-separated paragraphs)")
     print(c); print(json.dumps(c.stats(), indent=1))
     if a.vocab:
-        ids = data.encode_corpus(data.get_tokenizer(c, a.vocab), c)
-        print(f"tokens at vocab {a.vocab:,}: train {len(ids['train']):,}, val {len(ids['val']):,}")
+        log(f"tokenizer: training {a.vocab:,} tokens on the train split (cached after the first time)")
+        tok = data.get_tokenizer(c, a.vocab)
+        n = tok.get_vocab_size()
+        if n < a.vocab: log(f"note: the corpus supports only {n:,} tokens, fewer than the {a.vocab:,} asked for")
+        ids = data.encode_corpus(tok, c)
+        print(f"tokens at vocab {n:,}: train {len(ids['train']):,}, val {len(ids['val']):,}")
     print(f"({time.time() - t:.1f} s)")
 
+# %% ../nbs/90_cli.ipynb #e0000008
 def _summary(d: Path) -> str:
     p = json.loads((d/'provenance.json').read_text())
     losses = ', '.join(f"{k} {v:.3f}" for k, v in p['losses'].items())
     return (f"{p['kind']:10} {d}\n           {losses}; {p['trainable_params']:,} trained parameters, "
             f"{p['tokens_per_s']:,.0f} tokens/s, {p['wall_seconds']:.0f} s")
 
-def cmd_checkpoints(a):
+def cmd_checkpoints(a, log):
+    log(f"checkpoints: the {a.profile} profile's base and amplitude checkpoints (built once, then cached)")
     from amplitude_nb.train import reference_checkpoints
     t = time.time()
-    refs = reference_checkpoints(a.profile)
+    refs = reference_checkpoints(a.profile, progress=not a.quiet)
     for d in refs.values(): print(_summary(d))
     print(f"({time.time() - t:.1f} s)")
 
-def cmd_info(a):
+# %% ../nbs/90_cli.ipynb #e0000009
+def cmd_info(a, log):
     from amplitude_nb.model import load_checkpoint, n_params
     from amplitude_nb.amplitudes import read_amplitude_file
-    p = Path(a.path)
+    p = a.path
     if p.suffix == '.safetensors' and p.name != 'model.safetensors':
         amps, meta = read_amplitude_file(p)
-        print(f"{p}: {meta}"); [print(f"  {n:40} {a.shape}") for n, a in amps.items()]
+        print(f"{p}: {meta}"); [print(f"  {n:40} {x.shape}") for n, x in amps.items()]
         return
     m = load_checkpoint(p)
     print(f"{p}: {m.config}\n  {n_params(m):,} parameters")
     if p.is_dir() and (p/'amplitudes.safetensors').exists():
         amps, meta = read_amplitude_file(p/'amplitudes.safetensors')
-        print(f"  amplitudes: {len(amps)} matrices, {sum(a.size for a in amps.values()):,} values, {meta}")
+        print(f"  amplitudes: {len(amps)} matrices, {sum(x.size for x in amps.values()):,} values, {meta}")
     if p.is_dir() and (p/'provenance.json').exists(): print(_summary(p))
 
-def cmd_structure(a):
-    from amplitude_nb.structure import structure_report
-    print(structure_report(a.path, as_json=a.json))
+# %% ../nbs/90_cli.ipynb #e0000011
+def _is_checkpoint(p: Path) -> bool:
+    return (p.is_file() and (p.suffix in ('.pt', '.pth', '.ckpt', '.bin') or p.name == 'model.safetensors')) or \
+           (p.is_dir() and ((p/'config.json').is_file() or (p/'ckpt.pt').is_file()))
 
-def cmd_reproduce(a):
+def structure_amplitudes(path: Path, base: Path | None = None, K: int = 8, seed: int = 0, log=print) -> tuple:
+    "(amplitudes, where they came from) for `structure`: read from a file or folder, or fitted to checkpoint − base."
+    from amplitude_nb.inputs import InputError, amplitude_file, check_amplitudes, need, check_base
+    need(path, 'the path')
+    f = amplitude_file(path) if path.is_dir() else None
+    if f is not None or (path.is_file() and path.suffix == '.safetensors' and path.name != 'model.safetensors'):
+        from amplitude_nb.amplitudes import read_amplitude_file
+        amps, meta = read_amplitude_file(f or path)
+        return check_amplitudes(amps, f or path), f"{f or path} ({meta['basis']} basis, seed {meta['seed']})"
+    if not _is_checkpoint(path):
+        raise InputError(f"{path}: neither an amplitude file, a run folder with amplitudes.safetensors, "
+                         "nor a checkpoint")
+    if base is None:
+        raise InputError(f"{path}: a model checkpoint, not amplitudes; add --base BASE to fit its amplitudes against "
+                         "the base, or give an amplitudes.safetensors or a run folder")
+    from amplitude_nb.model import load_checkpoint
+    from amplitude_nb.amplitudes import fit_model_amplitudes
+    log(f"structure: fitting the amplitudes of {path} against {need(base, '--base')} (random basis, K = {K})")
+    model, b = load_checkpoint(path), load_checkpoint(base)
+    check_base(base, model, b, checkpoint=path)
+    amps, fid = fit_model_amplitudes(model, b, K=K, seed=seed)
+    return check_amplitudes(amps, path), (f"{path} − {base} (fitted: random basis, K = {K}, seed {seed}; "
+                                          f"fidelity {min(fid.values()):.3f} to {max(fid.values()):.3f})")
+
+# %% ../nbs/90_cli.ipynb #e0000012
+def cmd_structure(a, log):
+    amps, source = structure_amplitudes(a.path, a.base, K=a.K, seed=a.seed, log=log)
+    from amplitude_nb.structure import structure_table, structure_records, format_structure
+    table = structure_table(amps, n_boot=a.n_boot, seed=a.seed)
+    if a.json: print(json.dumps(structure_records(table), indent=1, allow_nan=False))
+    else: print(f"{source}, {len(amps)} matrices\n\n" + format_structure(table))
+
+# %% ../nbs/90_cli.ipynb #e0000014
+def cmd_reproduce(a, log):
+    from amplitude_nb.inputs import check_out, absolute
+    out = check_out(a.out or absolute(Path('reports')/a.profile))
+    log(f"reproduce --profile {a.profile}: corpus, tokenizer and checkpoints (built once, then cached), "
+        f"then the section notebooks, into {out}")
     from amplitude_nb.pipeline import reproduce
     t = time.time()
-    out = reproduce(a.profile, a.out, sections=a.sections, progress=not a.quiet)
+    out = reproduce(a.profile, out, sections=a.sections, progress=not a.quiet, log=log)
     print(f"reproduce --profile {a.profile}: {time.time() - t:.1f} s; report in {out/'REPORT.md'}")
 
-def cmd_run(a):
-    from amplitude_nb.pipeline import run
+# %% ../nbs/90_cli.ipynb #e0000015
+def cmd_run(a, log):
+    from amplitude_nb.inputs import check_run, InputError
     t = time.time()
-    out = run(a.checkpoint, a.base, a.corpus, a.sft, a.out, sections=a.sections, sizes=a.sizes, progress=not a.quiet)
+    r = check_run(a.checkpoint, base=a.base, corpus=a.corpus, sft=a.sft, tokenizer=a.tokenizer, out=a.out,
+                  sections=a.sections, log=log)
+    for n in r.notes: log(f"note: {n}")
+    for s, why in r.skipped.items(): log(f"skipping {s}: {why}")
+    log(f"inputs checked ({r.seconds:.1f} s); running the sections into {r.out}")
+    from amplitude_nb import pipeline
+    kw = dict(base=r.base, corpus=r.corpus, sft=r.sft, out=r.out, tokenizer=r.tokenizer, skip=r.skipped,
+              sections=a.sections, sizes=a.sizes, progress=not a.quiet, log=log)
+    takes = inspect.signature(pipeline.run).parameters     # an older pipeline without tokenizer= and skip=
+    if 'tokenizer' not in takes and a.tokenizer is not None:
+        raise InputError(f"{a.tokenizer}: this version of the pipeline cannot use --tokenizer")
+    out = pipeline.run(r.checkpoint, **{k: v for k, v in kw.items() if k in takes})
     print(f"run: {time.time() - t:.1f} s; report in {out/'REPORT.md'}")
+
+# %% ../nbs/90_cli.ipynb #e0000017
+def _sections_help() -> str:
+    rows = [f"  {s.name:12} §{s.number} {s.title}: {s.question}"
+            + (f" (needs {', '.join(s.needs)})" if s.needs else '') for s in study.SECTIONS]
+    return 'sections (--sections NAME ..., space- or comma-separated; default: all):\n' + '\n'.join(rows)
+
+def _profiles_help(option='--profile') -> str:
+    rows = [f"  {n:7} {study.PROFILES[n].description}" for n in study.PROFILE_NAMES]
+    return f'profiles ({option}):\n' + '\n'.join(rows)
+
+class Parser(argparse.ArgumentParser):
+    "argparse with one-line errors: the problem and where to read the help."
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 # %% ../nbs/90_cli.ipynb #839576bd
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='amplitude-nb', description="Gaussian amplitudes of GPT-2-family checkpoints.")
-    sub = p.add_subparsers(dest='cmd', required=True)
-    s = sub.add_parser('corpus', help='build (or reuse) a corpus and print its size')
-    s.add_argument('--corpus', default=None, help='a file, folder or glob of UTF-8 text (default: the built-in corpus)')
-    s.add_argument('--vocab', type=int, default=0, help='also train a tokenizer of this size and count tokens')
-    s.set_defaults(f=cmd_corpus)
-    s = sub.add_parser('checkpoints', help='build (or reuse) the reference checkpoints of a profile')
-    s.add_argument('--profile', default='paper', choices=['smoke', 'quick', 'paper']); s.set_defaults(f=cmd_checkpoints)
-    s = sub.add_parser('reproduce', help='the whole study on a profile: checkpoints, every section notebook, the report')
-    s.add_argument('--profile', default='paper', choices=['smoke', 'quick', 'paper'])
-    s.add_argument('--out', default=None, help='run folder (default reports/<profile>)')
-    s.set_defaults(f=cmd_reproduce)
-    s = sub.add_parser('run', help="the study's sections on someone else's checkpoint")
-    s.add_argument('--checkpoint', required=True, help='a Hugging Face GPT-2 folder, a nanoGPT ckpt.pt, or a folder with amplitudes.safetensors')
-    s.add_argument('--base', default=None, help='the base checkpoint the amplitudes are fitted against (default: W0 = 0)')
-    s.add_argument('--corpus', default=None, help='a file, folder or glob of UTF-8 text (default: the built-in corpus)')
-    s.add_argument('--sft', default=None, help='a JSONL file of {"prompt", "response"} pairs (default: the built-in pairs)')
-    s.add_argument('--out', default=None, help='run folder (default reports/<checkpoint name>)')
-    s.add_argument('--sizes', default='paper', choices=['smoke', 'quick', 'paper'], help="statistics sizes (bootstrap draws, permutations, seeds) of this profile")
-    s.set_defaults(f=cmd_run)
+    fmt = argparse.RawDescriptionHelpFormatter
+    common = Parser(add_help=False)
+    common.add_argument('--debug', action='store_true', help='show the full traceback of an error')
+    p = Parser(prog='amplitude-nb', formatter_class=fmt, parents=[common],
+                                description="Gaussian amplitudes of GPT-2-family checkpoints: the paper's study, "
+                                            "reproduced or run on your own checkpoint.",
+                                epilog=_sections_help() + '\n\n' + _profiles_help())
+    sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
+    def cmd(name, f, help, epilog=None):
+        s = sub.add_parser(name, help=help, description=help, parents=[common], formatter_class=fmt, epilog=epilog)
+        s.set_defaults(f=f); return s
+    s = cmd('corpus', cmd_corpus, 'build (or read) a corpus and print its size; optionally train a tokenizer on it')
+    s.add_argument('--corpus', default=None, metavar='PATH',
+                   help='a UTF-8 text file, a folder of them, or a glob (default: the built-in corpus)')
+    s.add_argument('--vocab', type=int, default=0, metavar='N', help='also train a tokenizer of N tokens (N >= 257)')
+    s = cmd('checkpoints', cmd_checkpoints, "build (or reuse) a profile's base and amplitude checkpoints",
+            _profiles_help())
+    s.add_argument('--profile', default='paper', metavar='NAME', help='smoke, quick or paper (default: paper)')
+    s.add_argument('--quiet', action='store_true', help='no progress bars')
+    s = cmd('reproduce', cmd_reproduce, 'the whole study on a profile: checkpoints, every section notebook, the report',
+            _sections_help() + '\n\n' + _profiles_help())
+    s.add_argument('--profile', default='paper', metavar='NAME', help='smoke, quick or paper (default: paper)')
+    s.add_argument('--out', default=None, metavar='DIR', help='run folder, replaced whole (default: reports/PROFILE)')
+    s = cmd('run', cmd_run, "the study's sections on your own checkpoint",
+            _sections_help() + '\n\n' + _profiles_help('--sizes'))
+    s.add_argument('--checkpoint', required=True, metavar='PATH',
+                   help='a Hugging Face GPT-2 folder, a nanoGPT ckpt.pt, or an amplitude checkpoint folder')
+    s.add_argument('--base', default=None, metavar='PATH', help='the checkpoint it was fine-tuned from; amplitudes '
+                   'are fitted to the difference (default: none, W0 = 0, and §3-6 are skipped)')
+    s.add_argument('--tokenizer', default=None, metavar='PATH', help="a tokenizer.json, or a nanoGPT meta.pkl for a "
+                   "character-level model (default: one in the checkpoint's folder, else in the base's)")
+    s.add_argument('--corpus', default=None, metavar='PATH',
+                   help='a UTF-8 text file, a folder of them, or a glob, for §3 (default: the built-in corpus)')
+    s.add_argument('--sft', default=None, metavar='PATH',
+                   help='a JSONL file of {"prompt": ..., "response": ...} pairs for §4-6 (default: the built-in pairs)')
+    s.add_argument('--out', default=None, metavar='DIR', help='run folder, replaced whole (default: reports/NAME)')
+    s.add_argument('--sizes', default='paper', metavar='NAME',
+                   help="use this profile's statistics sizes: bootstrap draws, permutations, seeds (default: paper)")
     for name in ('reproduce', 'run'):
-        sub.choices[name].add_argument('--sections', nargs='+', default=None, help='only these sections')
+        sub.choices[name].add_argument('--sections', nargs='+', default=None, metavar='NAME',
+                                       help='only these sections (default: all; names below)')
         sub.choices[name].add_argument('--quiet', action='store_true', help='no progress bars')
-    s = sub.add_parser('info', help='describe a checkpoint directory, ckpt.pt or amplitude file')
-    s.add_argument('path'); s.set_defaults(f=cmd_info)
-    s = sub.add_parser('structure', help="the paper's structure tables for an amplitude file or checkpoint")
-    s.add_argument('path'); s.add_argument('--json', action='store_true', help='JSON records only, on stdout')
-    s.set_defaults(f=cmd_structure)
+    s = cmd('info', cmd_info, 'describe a checkpoint folder, a ckpt.pt or an amplitude file')
+    s.add_argument('path', help='a checkpoint folder, a ckpt.pt or an amplitudes.safetensors')
+    s = cmd('structure', cmd_structure, "the paper's structure tables for amplitudes")
+    s.add_argument('path', help='an amplitudes.safetensors, a run or amplitude-checkpoint folder holding one, '
+                                'or a model checkpoint (with --base)')
+    s.add_argument('--base', default=None, metavar='PATH', help='fit the amplitudes of PATH − BASE on the spot')
+    s.add_argument('-K', type=int, default=8, help='amplitudes per row when fitting (default: 8)')
+    s.add_argument('--n-boot', type=int, default=200, metavar='N',
+                   help='bootstrap draws for the intervals (default: 200)')
+    s.add_argument('--seed', type=int, default=0, help='seed of the bootstrap and of the fitted basis (default: 0)')
+    s.add_argument('--json', action='store_true', help='JSON records only, on stdout')
     return p
+
+# %% ../nbs/90_cli.ipynb #e0000020
+class Terminated(KeyboardInterrupt):
+    "SIGTERM, raised where the program is, so that clean-up code runs as for Ctrl-C."
+
+def _on_term(signum, frame): raise Terminated()
 
 def main(argv=None) -> int:
     a = parser().parse_args(argv)
-    try: a.f(a)
-    except USER_ERRORS as e:
-        print(f"amplitude-nb {a.cmd}: error: {e}", file=sys.stderr)
-        return 2
+    log = (lambda m: None) if getattr(a, 'json', False) else (lambda m: print(m, flush=True))
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _on_term) if main_thread else None
+    try:
+        a.f(resolve_args(a), log)
+    except KeyboardInterrupt as e:
+        print(f"amplitude-nb {a.cmd}: {'terminated' if isinstance(e, Terminated) else 'interrupted'}", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except Exception as e:
-        if a.cmd in ('reproduce', 'run') and isinstance(e, (_run_error(), ValueError)):
-            print(f"amplitude-nb {a.cmd}: error: {e}", file=sys.stderr)
-            return 1
-        raise
+        if a.debug or os.environ.get('AMPLITUDE_NB_DEBUG'): traceback.print_exc()
+        line, rc = error_line(a.cmd, e)
+        print(line, file=sys.stderr)
+        return rc
+    finally:
+        if main_thread: signal.signal(signal.SIGTERM, old)
     return 0

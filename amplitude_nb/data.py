@@ -4,22 +4,22 @@
 
 # %% ../nbs/00_data.ipynb #f50ffb2c
 from __future__ import annotations
-import ast, glob, hashlib, importlib.metadata, importlib.util, json, os, re, shutil, sys, sysconfig
+import ast, glob, hashlib, importlib.metadata, importlib.util, json, os, pickle, re, shutil, sys, sysconfig
 import tempfile, time, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 # %% auto #0
 __all__ = ['SKIP_DIRS', 'PACKAGES', 'DISTRIBUTIONS', 'SFT_PERMILLE', 'MIN_RESPONSE', 'MAX_RESPONSE', 'CORPUS_VERSION', 'MIN_DOC',
-           'DOC_CHARS', 'EOT', 'cache_dir', 'DataError', 'Corpus', 'make_corpus', 'save_corpus', 'read_corpus',
-           'source_files', 'module_name', 'signature', 'docstrings', 'header', 'source_roots', 'harvest',
+           'DOC_CHARS', 'EOT', 'TOKENIZER_FILES', 'cache_dir', 'DataError', 'Corpus', 'make_corpus', 'save_corpus',
+           'read_corpus', 'source_files', 'module_name', 'signature', 'docstrings', 'header', 'source_roots', 'harvest',
            'first_paragraph', 'sft_pair', 'sft_candidates', 'TextIndex', 'corpus_key', 'build_default',
-           'default_corpus', 'default_sft_pairs', 'split_pairs', 'load_sft_pairs', 'get_sft_pairs', 'chunk_text',
-           'corpus_files', 'load_corpus', 'get_corpus', 'train_tokenizer', 'eot_id', 'load_tokenizer', 'get_tokenizer',
-           'encode_corpus', 'lm_batch', 'SFTData', 'eval_batches']
+           'default_cached', 'default_corpus', 'default_sft_pairs', 'split_pairs', 'load_sft_pairs', 'get_sft_pairs',
+           'chunk_text', 'corpus_files', 'load_corpus', 'get_corpus', 'train_tokenizer', 'eot_id', 'read_meta_pkl',
+           'char_tokenizer', 'load_tokenizer', 'get_tokenizer', 'encode_corpus', 'lm_batch', 'SFTData', 'eval_batches']
 
 # %% ../nbs/00_data.ipynb #a6b67f16
 def cache_dir() -> Path:
@@ -100,7 +100,8 @@ def read_corpus(d: Path) -> Corpus:
     return c
 
 # %% ../nbs/00_data.ipynb #e444bb97
-SKIP_DIRS = frozenset({'site-packages', 'test', 'tests', 'idlelib', 'lib2to3', 'turtledemo', 'ensurepip', '__pycache__'})
+SKIP_DIRS = frozenset({'site-packages', 'test', 'tests', 'idlelib', 'lib2to3', 'turtledemo', 'ensurepip',
+                       '__pycache__'})
 
 def source_files(root, skip=SKIP_DIRS) -> list[Path]:
     "The `.py` files under `root`, sorted by relative path, leaving out folders named in `skip`."
@@ -127,7 +128,8 @@ def _init_signature(cls: ast.ClassDef) -> str:
     "The signature of a class's `__init__`, without `self` ('' when it has none)."
     for n in cls.body:
         if isinstance(n, ast.FunctionDef) and n.name == '__init__':
-            a = ast.arguments(**{k: list(getattr(n.args, k)) if isinstance(getattr(n.args, k), list) else getattr(n.args, k)
+            a = ast.arguments(**{k: list(getattr(n.args, k)) if isinstance(getattr(n.args, k), list)
+                                 else getattr(n.args, k)
                                  for k in n.args._fields})
             (a.posonlyargs if a.posonlyargs else a.args)[:1] = []
             return signature(a)
@@ -141,11 +143,13 @@ def docstrings(tree: ast.Module, module: str):
         for n in body:
             if isinstance(n, ast.ClassDef):
                 if d := ast.get_docstring(n, clean=True):
-                    yield dict(kind='class', module=module, qualname=prefix + n.name, signature=_init_signature(n), doc=d)
+                    yield dict(kind='class', module=module, qualname=prefix + n.name,
+                               signature=_init_signature(n), doc=d)
                 yield from walk(n.body, prefix + n.name + '.')
             elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 if d := ast.get_docstring(n, clean=True):
-                    yield dict(kind='function', module=module, qualname=prefix + n.name, signature=signature(n.args), doc=d)
+                    yield dict(kind='function', module=module, qualname=prefix + n.name,
+                               signature=signature(n.args), doc=d)
     yield from walk(tree.body, '')
 
 def header(r: dict) -> str:
@@ -167,13 +171,15 @@ def source_roots() -> list[tuple[str, str, Path]]:
     roots = [('stdlib', '', Path(sysconfig.get_paths()['stdlib']))]
     for name in PACKAGES:
         spec = importlib.util.find_spec(name)
-        if spec and spec.submodule_search_locations: roots.append((name, name, Path(list(spec.submodule_search_locations)[0])))
+        if spec and spec.submodule_search_locations:
+            roots.append((name, name, Path(list(spec.submodule_search_locations)[0])))
     return roots
 
 def harvest() -> tuple[list[dict], int]:
     "All docstring records in corpus order (topics, stdlib, packages) and the number of files that failed to parse."
     from pydoc_data.topics import topics  # a plain dict of texts
-    recs = [dict(source='topics', kind='topic', module='', qualname=k, signature='', doc=topics[k].strip()) for k in sorted(topics)]
+    recs = [dict(source='topics', kind='topic', module='', qualname=k, signature='', doc=topics[k].strip())
+            for k in sorted(topics)]
     failed = 0
     for source, prefix, root in source_roots():
         for p in source_files(root):
@@ -267,6 +273,10 @@ def _default_dir(val_pct: int = 5) -> Path:
             (tmp/'sft.jsonl').write_text(''.join(json.dumps(p) + '\n' for p in pairs))
     return d
 
+def default_cached(val_pct: int = 5) -> bool:
+    "Whether the default corpus is already built (so that loading it takes a second, not a minute)."
+    return (cache_dir()/f'corpus-{corpus_key(val_pct)}'/'meta.json').exists()
+
 def default_corpus(val_pct: int = 5) -> Corpus:
     "The default documentation corpus (built once, then loaded from the cache)."
     return read_corpus(_default_dir(val_pct))
@@ -302,11 +312,13 @@ def load_sft_pairs(path) -> list[dict]:
     for i, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip(): continue
         try: o = json.loads(line)
-        except json.JSONDecodeError as e: raise DataError(f'{path}:{i}: not valid JSON ({e.msg} at column {e.colno})') from None
+        except json.JSONDecodeError as e:
+            raise DataError(f'{path}:{i}: not valid JSON ({e.msg} at column {e.colno})') from None
         if not isinstance(o, dict): raise DataError(f'{path}:{i}: expected a JSON object, got {type(o).__name__}')
         for k in ('prompt', 'response'):
             if k not in o: raise DataError(f'{path}:{i}: missing key {k!r}')
-            if not isinstance(o[k], str): raise DataError(f'{path}:{i}: {k!r} must be a string, got {type(o[k]).__name__}')
+            if not isinstance(o[k], str):
+                raise DataError(f'{path}:{i}: {k!r} must be a string, got {type(o[k]).__name__}')
         pairs.append(o)
     if not pairs: raise DataError(f'{path}: no pairs')
     return pairs
@@ -373,14 +385,69 @@ def eot_id(tok: Tokenizer) -> int:
     "The id of `<|endoftext|>` in `tok`."
     return tok.token_to_id(EOT)
 
-def load_tokenizer(path) -> Tokenizer:
-    "Load a `tokenizer.json` (or the folder holding one); `DataError` if missing, damaged or without EOT."
+# %% ../nbs/00_data.ipynb #f0a1b2c3
+class _DataOnly(pickle.Unpickler):
+    "An unpickler that refuses every global: only dicts, lists, tuples, strings, numbers and None load."
+    path = None
+    def find_class(self, module, name):
+        raise DataError(f'{self.path}: refused: the pickle asks to import {module}.{name}; amplitude-nb reads only '
+                        'plain data (dicts, lists, strings, numbers) from it and will not load it')
+
+def read_meta_pkl(path) -> dict:
+    "The character vocabulary {'stoi', 'vocab_size'} of a nanoGPT meta.pkl, read without importing anything."
     p = Path(path)
-    if p.is_dir(): p = p/'tokenizer.json'
+    try:
+        with open(p, 'rb') as f:
+            u = _DataOnly(f); u.path = p; obj = u.load()
+    except DataError: raise
+    except FileNotFoundError: raise DataError(f'{p}: no such file') from None
+    except Exception as e: raise DataError(f'{p}: not a readable pickle ({type(e).__name__}: {e})') from None
+    stoi = obj.get('stoi') if isinstance(obj, dict) else None
+    if stoi is None and isinstance(obj, dict) and isinstance(obj.get('itos'), dict):
+        stoi = {s: i for i, s in obj['itos'].items()}
+    if not isinstance(stoi, dict) or not stoi:
+        raise DataError(f'{p}: expected a dict with a character vocabulary (stoi or itos), as nanoGPT writes')
+    bad = [k for k, v in stoi.items() if not (isinstance(k, str) and len(k) == 1 and type(v) is int and v >= 0)]
+    if bad:
+        raise DataError(f'{p}: stoi must map single characters to ids >= 0; {bad[0]!r} -> {stoi[bad[0]]!r} does not')
+    if len(set(stoi.values())) != len(stoi): raise DataError(f'{p}: two characters of stoi share one id')
+    return dict(stoi=stoi, vocab_size=obj.get('vocab_size'))
+
+# %% ../nbs/00_data.ipynb #f0a1b2c5
+def char_tokenizer(stoi: dict) -> Tokenizer:
+    "A character-level `Tokenizer` with the ids of `stoi`; the newline doubles as EOT; other characters are dropped."
+    nl = '\n' in stoi
+    vocab = {(EOT if c == '\n' else c): i for c, i in stoi.items()}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=EOT if nl else min(stoi, key=stoi.get)))
+    norms = [normalizers.Replace(Regex('[^' + ''.join(re.escape(c) for c in stoi) + ']'), '')]
+    tok.normalizer = normalizers.Sequence(norms + ([normalizers.Replace('\n', EOT)] if nl else []))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r'<\|endoftext\|>|[\s\S]' if nl else r'[\s\S]'), behavior='isolated')
+    tok.decoder = decoders.Sequence([decoders.Replace(EOT, '\n'), decoders.Fuse()])
+    return tok
+
+# %% ../nbs/00_data.ipynb #f0a1b2c7
+TOKENIZER_FILES = ('tokenizer.json', 'meta.pkl', 'vocab.json')
+
+def _bpe_files(vocab: Path) -> Tokenizer:
+    "GPT-2's byte-level BPE from vocab.json and the merges.txt beside it."
+    merges = vocab.with_name('merges.txt')
+    if not merges.is_file(): raise DataError(f'{vocab}: GPT-2 vocab.json without merges.txt beside it')
+    tok = Tokenizer(models.BPE.from_file(str(vocab), str(merges)))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False); tok.decoder = decoders.ByteLevel()
+    return tok
+
+def load_tokenizer(path, require_eot: bool = True) -> Tokenizer:
+    "A tokenizer.json, nanoGPT meta.pkl or GPT-2 vocab.json (or a folder holding one); `DataError` if unusable."
+    p = Path(path)
+    if p.is_dir(): p = next((p/f for f in TOKENIZER_FILES if (p/f).is_file()), p/'tokenizer.json')
     if not p.is_file(): raise DataError(f'{p}: no such tokenizer file')
-    try: tok = Tokenizer.from_file(str(p))
-    except Exception as e: raise DataError(f'{p}: not a valid tokenizer.json ({e})') from None
-    if eot_id(tok) is None: raise DataError(f'{p}: tokenizer has no {EOT} token')
+    try:
+        if p.suffix == '.pkl': tok = char_tokenizer(read_meta_pkl(p)['stoi'])
+        elif p.name == 'vocab.json': tok = _bpe_files(p)
+        else: tok = Tokenizer.from_file(str(p))
+    except DataError: raise
+    except Exception as e: raise DataError(f'{p}: not a valid tokenizer file ({e})') from None
+    if require_eot and eot_id(tok) is None: raise DataError(f'{p}: tokenizer has no {EOT} token')
     return tok
 
 # %% ../nbs/00_data.ipynb #ae754b5f
@@ -409,7 +476,8 @@ def encode_corpus(tok: Tokenizer, corpus: Corpus) -> dict[str, np.ndarray]:
     return {sp: np.load(d/f'{sp}.npy') for sp in ('train', 'val')}
 
 # %% ../nbs/00_data.ipynb #f182d31f
-def lm_batch(tokens: np.ndarray, batch_size: int, n_ctx: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def lm_batch(tokens: np.ndarray, batch_size: int, n_ctx: int,
+             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     "Random windows `x` (B, n_ctx) and next-token targets `y`, both int64."
     if len(tokens) < n_ctx + 1: raise DataError(f'{len(tokens)} tokens cannot fill a window of n_ctx={n_ctx} (+1)')
     ix = torch.randint(len(tokens) - n_ctx, (batch_size,), generator=generator).numpy()
@@ -453,6 +521,7 @@ class SFTData:
 def eval_batches(sft: SFTData, batch_size: int = 32, n: int | None = None, seed: int = 0) -> list:
     "Fixed, length-sorted evaluation batches over every pair of `sft` (or over `n` of them, drawn with `seed`)."
     idx = list(range(len(sft)))
-    if n is not None and n < len(sft): idx = torch.randperm(len(sft), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    if n is not None and n < len(sft):
+        idx = torch.randperm(len(sft), generator=torch.Generator().manual_seed(seed))[:n].tolist()
     idx = sorted(idx, key=lambda i: (len(sft.seqs[i]), i))
     return [sft.batch(idx[i:i + batch_size]) for i in range(0, len(idx), batch_size)]

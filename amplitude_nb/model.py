@@ -4,17 +4,22 @@
 
 # %% ../nbs/01_model.ipynb #02010997
 from __future__ import annotations
-import json, math, os
+import json, math, numbers, os, re, warnings
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['ACTIVATIONS', 'CONV1D', 'IGNORED', 'GPTConfig', 'CausalSelfAttention', 'MLP', 'Block', 'GPT', 'n_params', 'lm_loss',
-           'CheckpointError', 'load_state', 'load_checkpoint', 'hf_config', 'save_checkpoint']
+__all__ = ['ACTIVATIONS', 'LIMITS', 'MAX_PARAMS', 'CONV1D', 'IGNORED', 'GPTConfig', 'CausalSelfAttention', 'MLP', 'Block', 'GPT',
+           'n_params', 'lm_loss', 'CheckpointError', 'pickle_globals', 'refusal', 'match_state', 'shapes', 'load_state',
+           'load_checkpoint', 'hf_config', 'save_checkpoint']
 
 # %% ../nbs/01_model.ipynb #0c45b66c
 ACTIVATIONS = {'gelu_new': 'tanh', 'gelu_pytorch_tanh': 'tanh', 'gelu': 'none'}
+LIMITS = dict(vocab_size=1 << 22, n_ctx=1 << 20, n_embd=1 << 15, n_layer=1 << 10, n_head=1 << 10)
+MAX_PARAMS = 10**10        # 40 GB of float32: far beyond anything this study runs
+
+def _is_int(v) -> bool: return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 @dataclass
 class GPTConfig:
@@ -28,8 +33,26 @@ class GPTConfig:
     layer_norm_epsilon: float = 1e-5
 
     def __post_init__(self):
+        for k, hi in LIMITS.items():
+            v = getattr(self, k)
+            if not _is_int(v): raise ValueError(f"{k} must be an integer, got {v!r} ({type(v).__name__})")
+            if not 1 <= v <= hi: raise ValueError(f"{k}={v} is out of range: it must be between 1 and {hi:,}")
+            setattr(self, k, int(v))
+        if not isinstance(self.bias, bool): raise ValueError(f"bias must be true or false, got {self.bias!r}")
+        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation {self.activation!r} is not one of {list(ACTIVATIONS)}")
+        eps = self.layer_norm_epsilon
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < 1:
+            raise ValueError(f"layer_norm_epsilon must be a number between 0 and 1, got {eps!r}")
         if self.n_embd % self.n_head: raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
-        if self.activation not in ACTIVATIONS: raise ValueError(f"activation {self.activation!r} is not one of {list(ACTIVATIONS)}")
+        if self.param_count() > MAX_PARAMS:
+            raise ValueError(f"the model would have {self.param_count():,} parameters, "
+                             f"more than the {MAX_PARAMS:,} this package handles")
+
+    def param_count(self) -> int:
+        "Parameters of the model this config describes (the tied head counted once), from the sizes alone."
+        d, b = self.n_embd, int(self.bias)
+        return (self.vocab_size + self.n_ctx) * d + self.n_layer * (12 * d * d + (2 + 11 * b) * d) + (1 + b) * d
 
 # %% ../nbs/01_model.ipynb #85a420c2
 class CausalSelfAttention(nn.Module):
@@ -110,56 +133,117 @@ class CheckpointError(ValueError):
 CONV1D = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')
 IGNORED = ('.attn.bias', '.attn.masked_bias')   # causal-mask buffers some writers store
 
+def _config(path, make, what='config') -> GPTConfig:
+    "`make()` with the config's KeyError/ValueError turned into a CheckpointError naming `path`."
+    try: return make()
+    except KeyError as e: raise CheckpointError(f"{path}: {what} has no {e.args[0]!r}") from None
+    except (ValueError, TypeError) as e: raise CheckpointError(f"{path}: {e}") from None
+
 def _hf_config(path: Path) -> GPTConfig:
     try: c = json.loads(path.read_text())
     except FileNotFoundError: raise CheckpointError(f"{path}: config file is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    if c.get('model_type', 'gpt2') != 'gpt2': raise CheckpointError(f"{path}: model_type {c['model_type']!r} is not gpt2")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(c, dict): raise CheckpointError(f"{path}: expected a JSON object, found {type(c).__name__}")
+    if c.get('model_type', 'gpt2') != 'gpt2':
+        raise CheckpointError(f"{path}: model_type {c['model_type']!r} is not gpt2")
     problems = [k for k, ok in [('n_inner', c.get('n_inner') in (None, 4 * c.get('n_embd', 0))),
                                 ('scale_attn_weights', c.get('scale_attn_weights', True)),
-                                ('scale_attn_by_inverse_layer_idx', not c.get('scale_attn_by_inverse_layer_idx', False)),
-                                ('tie_word_embeddings', c.get('tie_word_embeddings', True)),
-                                ('activation_function', c.get('activation_function', 'gelu_new') in ACTIVATIONS)] if not ok]
-    if problems: raise CheckpointError(f"{path}: unsupported GPT-2 variant ({', '.join(f'{k}={c.get(k)!r}' for k in problems)})")
-    try:
-        return GPTConfig(vocab_size=c['vocab_size'], n_ctx=c['n_positions'], n_embd=c['n_embd'], n_layer=c['n_layer'],
-                         n_head=c['n_head'], activation=c.get('activation_function', 'gelu_new'),
-                         layer_norm_epsilon=c.get('layer_norm_epsilon', 1e-5))
-    except KeyError as e: raise CheckpointError(f"{path}: config has no {e.args[0]!r}") from None
+                                ('scale_attn_by_inverse_layer_idx',
+                                 not c.get('scale_attn_by_inverse_layer_idx', False)),
+                                ('tie_word_embeddings', c.get('tie_word_embeddings', True))] if not ok]
+    if problems:
+        raise CheckpointError(f"{path}: unsupported GPT-2 variant ({', '.join(f'{k}={c.get(k)!r}' for k in problems)})")
+    return _config(path, lambda: GPTConfig(
+        vocab_size=c['vocab_size'], n_ctx=c['n_positions'], n_embd=c['n_embd'], n_layer=c['n_layer'],
+        n_head=c['n_head'], activation=c.get('activation_function', 'gelu_new'),
+        layer_norm_epsilon=c.get('layer_norm_epsilon', 1e-5)))
 
+# %% ../nbs/01_model.ipynb #b7e1d2c3
+def pickle_globals(path) -> list[str]:
+    "The 'module.name' globals a pickle (or the data.pkl inside a torch zip) would import, read without unpickling."
+    import pickletools, zipfile
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                raw = z.read(next(n for n in z.namelist() if n.endswith('data.pkl')))
+        else: raw = Path(path).read_bytes()
+        found, strings = [], []
+        for op, arg, _ in pickletools.genops(raw):
+            if op.name == 'GLOBAL': found.append(arg.replace(' ', '.').replace('__builtin__.', 'builtins.'))
+            elif op.name == 'STACK_GLOBAL' and len(strings) >= 2: found.append(f"{strings[-2]}.{strings[-1]}")
+            if isinstance(arg, str): strings.append(arg)
+        return list(dict.fromkeys(found))
+    except Exception: return []
+
+def refusal(path, e: Exception) -> CheckpointError:
+    "The one-line error for a pickle that torch's safe loader refused (`e`), naming what it asked for."
+    m = re.search(r'Unsupported global: GLOBAL (\S+)', str(e))
+    names = [g for g in pickle_globals(path) if not g.startswith(('torch.', 'collections.'))]
+    names = names or ([m.group(1)] if m else [])
+    if names: what = f"asks to import {', '.join(map(repr, names[:3]))}, which could run code when loaded"
+    else:
+        detail = next((l.strip() for l in reversed(str(e).split('WeightsUnpickler error:')[-1].splitlines())
+                       if l.strip() and not l.strip().startswith('Check the documentation')), 'unknown content')
+        what = f"is a pickle with content that is not plain data ({detail})"
+    return CheckpointError(f"{path}: refused: the file {what}; amplitude-nb loads only tensors, numbers, strings, "
+                           "lists and dicts and will not load it")
+
+# %% ../nbs/01_model.ipynb #c9d8e7f6
 def _read_tensors(path: Path) -> dict:
     if not path.exists(): raise CheckpointError(f"{path}: weights file is missing")
     try:
         if path.suffix == '.safetensors':
             from safetensors.torch import load_file
             return load_file(str(path))
-        obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise CheckpointError(f"{path}: cannot read weights ({type(e).__name__}: {str(e)[:200]})") from None
-    if not isinstance(obj, dict): raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+        with warnings.catch_warnings():            # torch warns about pickle protocols on stderr
+            warnings.simplefilter('ignore')
+            obj = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        if 'Weights only load failed' in str(e): raise refusal(path, e) from None
+        first = next((l.strip() for l in str(e).splitlines() if l.strip()), '')
+        raise CheckpointError(f"{path}: cannot read weights ({type(e).__name__}: {first})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     return obj
 
 # %% ../nbs/01_model.ipynb #2445af57
-def load_state(model: GPT, sd: dict, path, conv1d: bool) -> GPT:
-    "Copy the tensors of `sd` (read from `path`) into `model`; `conv1d`: weights stored (in, out)."
-    own = model.state_dict()
+def match_state(own: dict, sd: dict, path, conv1d: bool) -> dict:
+    "The tensors of `sd` (from `path`) under our names, checked against `own` ({name: shape}); `conv1d`: (in, out)."
+    if not isinstance(sd, dict): raise CheckpointError(f"{path}: the state dict is a {type(sd).__name__}, not a dict")
     wte = sd.get('transformer.wte.weight', sd.get('wte.weight', sd.get('_orig_mod.transformer.wte.weight')))
     new, unknown = {}, []
     for k, v in sd.items():
-        if not torch.is_tensor(v): unknown.append(k); continue
+        if not torch.is_tensor(v) or not isinstance(k, str): unknown.append(k); continue
         name = k.removeprefix('_orig_mod.')
         if not name.startswith(('transformer.', 'lm_head.')): name = 'transformer.' + name
         if name.endswith(IGNORED): continue
         if name == 'lm_head.weight':
             if wte is not None and v.shape == wte.shape and torch.equal(v, wte): continue
-            raise CheckpointError(f"{path}: lm_head.weight differs from the token embedding; only tied heads are supported")
+            raise CheckpointError(f"{path}: lm_head.weight differs from the token embedding; "
+                                  "only tied heads are supported")
         if name not in own: unknown.append(k); continue
         if conv1d and name.endswith(CONV1D): v = v.t()
-        if v.shape != own[name].shape:
-            raise CheckpointError(f"{path}: {k} has shape {tuple(v.shape)}, the model expects {tuple(own[name].shape)}")
+        if v.shape != own[name]:
+            raise CheckpointError(f"{path}: {k} has shape {tuple(v.shape)}, the model expects {tuple(own[name])}")
+        if not v.is_floating_point() or not torch.isfinite(v).all():
+            what = 'NaN or Inf values' if v.is_floating_point() else f'dtype {v.dtype}'
+            raise CheckpointError(f"{path}: {k} has {what}")
         new[name] = v
     if unknown: raise CheckpointError(f"{path}: unknown keys {unknown[:5]}{' …' if len(unknown) > 5 else ''}")
     missing = [k for k in own if k not in new and k != 'lm_head.weight']
     if missing: raise CheckpointError(f"{path}: missing keys {missing[:5]}{' …' if len(missing) > 5 else ''}")
+    return new
+
+def shapes(cfg: GPTConfig) -> dict:
+    "{name: shape} of the state dict of `GPT(cfg)`, from a model on the meta device (nothing allocated)."
+    with torch.device('meta'): return {k: v.shape for k, v in GPT(cfg).state_dict().items()}
+
+# %% ../nbs/01_model.ipynb #e5f6a7b8
+def load_state(model: GPT, sd: dict, path, conv1d: bool) -> GPT:
+    "Copy the tensors of `sd` (read from `path`) into `model`, after `match_state` has checked them all."
+    own = model.state_dict()
+    new = match_state({k: v.shape for k, v in own.items()}, sd, path, conv1d=conv1d)
     with torch.no_grad():
         for k, v in new.items(): own[k].copy_(v.to(own[k].dtype))
     return model
@@ -171,20 +255,26 @@ def load_checkpoint(path) -> GPT:
     if not path.exists(): raise CheckpointError(f"{path}: no such file or directory")
     if path.is_dir():
         if not (path/'config.json').exists() and (path/'ckpt.pt').exists(): path = path/'ckpt.pt'
-        elif not (path/'config.json').exists(): raise CheckpointError(f"{path}: neither config.json nor ckpt.pt is in this directory")
+        elif not (path/'config.json').exists():
+            raise CheckpointError(f"{path}: neither config.json nor ckpt.pt is in this directory")
     if path.is_file() and path.suffix in ('.pt', '.pth', '.ckpt'): return _load_nanogpt(path)
     d = path if path.is_dir() else path.parent
     cfg = _hf_config(d/'config.json')
     w = next((d/f for f in ('model.safetensors', 'pytorch_model.bin') if (d/f).exists()), d/'model.safetensors')
-    return load_state(GPT(cfg), _read_tensors(w), w, conv1d=True).eval()
+    sd = _read_tensors(w)
+    match_state(shapes(cfg), sd, w, conv1d=True)          # every name, shape and value checked before allocating
+    return load_state(GPT(cfg), sd, w, conv1d=True).eval()
 
 def _load_nanogpt(path: Path) -> GPT:
     ck = _read_tensors(path)
-    if 'model' not in ck or 'model_args' not in ck: raise CheckpointError(f"{path}: a nanoGPT checkpoint needs 'model' and 'model_args'")
+    if 'model' not in ck or 'model_args' not in ck:
+        raise CheckpointError(f"{path}: a nanoGPT checkpoint needs 'model' and 'model_args'")
     a = ck['model_args']
-    try: cfg = GPTConfig(vocab_size=a['vocab_size'], n_ctx=a['block_size'], n_embd=a['n_embd'], n_layer=a['n_layer'],
-                         n_head=a['n_head'], bias=a.get('bias', True), activation='gelu')
-    except KeyError as e: raise CheckpointError(f"{path}: model_args has no {e.args[0]!r}") from None
+    if not isinstance(a, dict): raise CheckpointError(f"{path}: model_args is a {type(a).__name__}, not a dict")
+    cfg = _config(path, lambda: GPTConfig(vocab_size=a['vocab_size'], n_ctx=a['block_size'], n_embd=a['n_embd'],
+                                          n_layer=a['n_layer'], n_head=a['n_head'], bias=a.get('bias', True),
+                                          activation='gelu'), what='model_args')
+    match_state(shapes(cfg), ck['model'], path, conv1d=False)
     return load_state(GPT(cfg), ck['model'], path, conv1d=False).eval()
 
 # %% ../nbs/01_model.ipynb #79e62411

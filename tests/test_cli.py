@@ -31,3 +31,35 @@ def test_bad_paths_fail_cleanly(tmp_path, make):
     assert r.returncode == 2
     assert r.stderr.count('\n') == 1 and str(path) in r.stderr and 'Traceback' not in r.stderr
     assert r.stdout == ''
+
+
+def test_argparse_errors_are_one_line():
+    r = run('corpus', '--vocab', 'many')
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and "invalid int value: 'many'" in r.stderr
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['run', '--checkpoint', 'x', '--sections', 'structure,Gradient'], "unknown section 'Gradient': valid sections are"),
+    (['checkpoints', '--profile', 'medium'], "unknown profile 'medium': valid profiles are smoke, quick, paper"),
+])
+def test_unknown_names_list_the_valid_ones(argv, message, capsys):
+    from amplitude_nb.cli import main
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and message in err
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys):
+    from amplitude_nb.cli import main
+    assert main(['info', str(tmp_path/'missing'), '--debug']) == 2
+    err = capsys.readouterr().err
+    assert 'Traceback' in err and err.strip().splitlines()[-1].startswith('amplitude-nb info: error:')
+
+
+def test_unexpected_errors_say_how_to_see_the_traceback(monkeypatch, capsys):
+    import amplitude_nb.cli as c
+    def broken(a, log): raise KeyError('boom')
+    monkeypatch.setattr(c, 'cmd_info', broken)
+    assert c.main(['info', 'x']) == 1
+    err = capsys.readouterr().err
+    assert err == "amplitude-nb info: unexpected KeyError: 'boom' (rerun with --debug for the traceback)\n"

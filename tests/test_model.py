@@ -46,7 +46,31 @@ def test_pickled_objects_refused(tmp_path):
     class Evil:
         def __reduce__(self): return (print, ('pwned',))
     torch.save({'model': Evil(), 'model_args': {}}, tmp_path/'ckpt.pt')
-    with pytest.raises(CheckpointError, match='ckpt.pt: cannot read weights'): load_checkpoint(tmp_path/'ckpt.pt')
+    with pytest.raises(CheckpointError, match="ckpt.pt: refused: the file asks to import 'builtins.print'") as e:
+        load_checkpoint(tmp_path/'ckpt.pt')
+    assert 'weights_only' not in str(e.value) and str(e.value).endswith('will not load it')
+
+@pytest.mark.parametrize('field,value,message', [
+    ('n_embd', -8, 'n_embd=-8 is out of range'), ('n_head', 0, 'n_head=0 is out of range'),
+    ('n_layer', '2', "n_layer must be an integer, got '2'"), ('n_embd', 1e12, 'n_embd must be an integer'),
+    ('vocab_size', 10**12, 'vocab_size=1000000000000 is out of range'), ('n_head', 3, 'not divisible by n_head=3'),
+    ('layer_norm_epsilon', 'small', 'layer_norm_epsilon must be a number'),
+])
+def test_bad_config_values_fail_before_allocation(tmp_path, field, value, message):
+    d = save_checkpoint(GPT(GPTConfig(vocab_size=30, n_ctx=8, n_embd=8, n_layer=1, n_head=2)), tmp_path/'ck')
+    c = json.loads((d/'config.json').read_text()); c[field] = value; (d/'config.json').write_text(json.dumps(c))
+    with pytest.raises(CheckpointError, match=message) as e: load_checkpoint(d)
+    assert str(d/'config.json') in str(e.value)
+
+def test_weights_checked_before_the_model_is_built(tmp_path, monkeypatch):
+    "A shape mismatch is found against the meta-device shapes: GPT(cfg) is never built for real."
+    import amplitude_nb.model as M
+    d = save_checkpoint(GPT(GPTConfig(vocab_size=30, n_ctx=8, n_embd=8, n_layer=1, n_head=2)), tmp_path/'ck')
+    c = json.loads((d/'config.json').read_text()); c['n_layer'] = 500; (d/'config.json').write_text(json.dumps(c))
+    built = []
+    monkeypatch.setattr(M.GPT, '__init__', lambda self, cfg, _init=M.GPT.__init__: (built.append(torch.get_default_device()), _init(self, cfg))[1])
+    with pytest.raises(CheckpointError, match='missing keys'): load_checkpoint(d)
+    assert all(dev.type == 'meta' for dev in built), built
 
 @pytest.mark.parametrize('problem,edit,message', [
     ('no config', lambda d: (d/'config.json').unlink(), 'neither config.json nor ckpt.pt'),
