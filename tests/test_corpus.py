@@ -138,7 +138,7 @@ def test_permute_all_reproduces_old_two_model_test(planted):
     assert new['r2_p'] == old['r2_p'] and new['r2_p_by_model'] == old['r2_p_by_model']
 
 
-def test_trees_permuted_only_when_better(planted):
+def test_trees_permuted_only_when_positive_and_better(planted):
     X, Y, groups = planted
     lin = predict_scores(X, Y, groups, n_splits=3, n_perm=3, seed=0)
     assert lin['model'] == 'ridge' and lin['permuted'] == ['ridge'] and lin['r2_p_by_model']['trees'] is None
@@ -149,6 +149,9 @@ def test_trees_permuted_only_when_better(planted):
     nl = predict_scores(Xn, Yn, groups, n_splits=3, n_perm=3, seed=0)
     assert nl['model'] == 'trees' and nl['permuted'] == ['ridge', 'trees']
     assert nl['r2_p'] == corpus.p_upper(nl['r2'], nl['null'].max(1))
+    noise = predict_scores(X, rng.standard_normal((360, 2)), groups, n_splits=3, n_perm=3, seed=0)
+    assert max(noise['r2_by_model'].values()) <= 0                # nothing beats the mean: the ridge's test, trees not refit
+    assert noise['model'] == 'ridge' and noise['permuted'] == ['ridge']
 
 
 def test_chance_alignment_haar():
