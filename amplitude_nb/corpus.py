@@ -50,7 +50,7 @@ def matched_cosine(U, V, n_pcs: int | None = None) -> float:
     r, c = linear_sum_assignment(S, maximize=True)
     return float(S[r, c].mean())
 
-# %% ../nbs/12_corpus.ipynb #11f0fc25
+# %% ../nbs/12_corpus.ipynb #50e7e734
 def chance_alignment(K: int, n_pcs: int | None = None, n_rotations: int = 1000, *, seed: int = 0) -> dict:
     "The null of `matched_cosine` for Haar-random bases of ℝ^K: {'mean', 'sd', 'p95', 'n_rotations', 'values'}."
     I = np.eye(K)
@@ -59,7 +59,7 @@ def chance_alignment(K: int, n_pcs: int | None = None, n_rotations: int = 1000, 
     return dict(mean=float(v.mean()), sd=float(v.std()), p95=float(np.quantile(v, 0.95)), n_rotations=n_rotations,
                 values=v)
 
-# %% ../nbs/12_corpus.ipynb #081c656a
+# %% ../nbs/12_corpus.ipynb #05e6f244
 def p_upper(obs: float, null) -> float:
     "Upper-tail Monte Carlo p-value (1 + #{null ≥ obs}) / (1 + n) (ties within 1e-12 count as ≥)."
     null = np.asarray(null, dtype=np.float64)
@@ -102,7 +102,7 @@ def base_weights(model: torch.nn.Module):
     try: yield model
     finally: set_amplitudes(model, saved)
 
-# %% ../nbs/12_corpus.ipynb #47cc4e69
+# %% ../nbs/12_corpus.ipynb #a4e594eb
 @torch.no_grad()
 def input_moments(model: GPT, names, tokens: np.ndarray, *, n_batches=8, batch_size=8, seed=0) -> dict:
     "{name: (mean, covariance)} of each named module's input over `n_batches` corpus batches (float64 numpy)."
@@ -125,7 +125,7 @@ def input_moments(model: GPT, names, tokens: np.ndarray, *, n_batches=8, batch_s
         out[n] = (mu.numpy(), (outer[n] / count[n] - torch.outer(mu, mu)).numpy())
     return out
 
-# %% ../nbs/12_corpus.ipynb #e9fa2d64
+# %% ../nbs/12_corpus.ipynb #1d54a83e
 def corpus_features(model: GPT, covs: dict, moments: dict, *, tokens: np.ndarray,
                     n_bands: int | None = None) -> pd.DataFrame:
     "One row per amplitude row (columns `matrix`, `row`, then the corpus-only features of the table above)."
@@ -170,7 +170,7 @@ def pc_scores(amps: dict, n_pcs: int | None = None, frame: str = 'global') -> pd
     df.insert(0, 'matrix', np.concatenate([[n] * len(a) for n, a in amps.items()]))
     return df
 
-# %% ../nbs/12_corpus.ipynb #a9b6a867
+# %% ../nbs/12_corpus.ipynb #fc0ae1ae
 def group_folds(groups, n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     "GroupKFold (train, test) index pairs: no group in both; `min(n_splits, number of groups)` folds."
     groups = np.asarray(groups)
@@ -178,7 +178,7 @@ def group_folds(groups, n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarr
     if k < 2: raise ValueError(f"cross-validation needs at least 2 groups, got {len(np.unique(groups))}")
     return list(GroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(groups)), groups=groups))
 
-# %% ../nbs/12_corpus.ipynb #cb4f324a
+# %% ../nbs/12_corpus.ipynb #5340e812
 ALPHAS = tuple(float(a) for a in np.logspace(-3, 4, 15))
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ class ClosedFormRidge:
         "The same model as a scikit-learn pipeline, refit per target set: the path `ridge_oof` replaces."
         return make_pipeline(StandardScaler(), RidgeCV(alphas=np.asarray(self.alphas)))
 
-# %% ../nbs/12_corpus.ipynb #aaea2466
+# %% ../nbs/12_corpus.ipynb #d769d174
 @dataclass
 class RidgeFactor:
     "One training fold, factored once: its fitted scaler, the scaled columns' means and the thin SVD U·diag(s)·Vt."
@@ -207,7 +207,7 @@ def ridge_factor(X) -> RidgeFactor:
     U, s, Vt = np.linalg.svd(Xs - x_mean, full_matrices=False)
     return RidgeFactor(scaler=scaler, x_mean=x_mean, U=U, s=s, Vt=Vt)
 
-# %% ../nbs/12_corpus.ipynb #667882a6
+# %% ../nbs/12_corpus.ipynb #f2397415
 def loo_errors(f: RidgeFactor, Y, alphas=ALPHAS) -> np.ndarray:
     "Leave-one-out mean squared error (alphas × columns) of the ridge on the factored fold, for every column of `Y`."
     alphas = np.asarray(alphas, dtype=np.float64)
@@ -225,7 +225,7 @@ def loo_errors(f: RidgeFactor, Y, alphas=ALPHAS) -> np.ndarray:
     sse = W.T @ Yo ** 2 + 2 * np.einsum('arc,arc->ac', H, cross) + np.einsum('akc,akl,alc->ac', H, G, H)
     return sse / n
 
-# %% ../nbs/12_corpus.ipynb #92d4493d
+# %% ../nbs/12_corpus.ipynb #03d3ac79
 def ridge_solve(f: RidgeFactor, Y, X_test, *, alphas=ALPHAS, block: int | None = None) -> dict:
     "Fit every column of `Y` on the factored fold (one α per `block` of columns, by leave-one-out); predict `X_test`."
     block = block or Y.shape[1]
@@ -237,7 +237,7 @@ def ridge_solve(f: RidgeFactor, Y, X_test, *, alphas=ALPHAS, block: int | None =
     beta = f.Vt.T @ (f.s[:, None] / (f.s[:, None] ** 2 + np.repeat(chosen, block)) * Z)
     return dict(pred=(f.scaler.transform(X_test) - f.x_mean) @ beta + y_mean, alpha=chosen)
 
-# %% ../nbs/12_corpus.ipynb #84be1242
+# %% ../nbs/12_corpus.ipynb #8cc8ce72
 def ridge_oof(X, Y, folds, *, alphas=ALPHAS, block: int | None = None, chunk: int = 256) -> dict:
     "Out-of-fold ridge predictions of every column of `Y` (one factorization per fold) and the α of each fold × block."
     X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
@@ -257,10 +257,10 @@ def ridge_oof(X, Y, folds, *, alphas=ALPHAS, block: int | None = None, chunk: in
 def default_models(seed: int = 0) -> dict:
     "The two regressors: ridge (linear, closed form) and extra trees (nonlinear), each behind a StandardScaler."
     trees = ExtraTreesRegressor(n_estimators=20, max_depth=6, min_samples_leaf=20, max_features=0.33,
-                                random_state=seed, n_jobs=1)
+                                random_state=seed, n_jobs=-1)   # the trees do not depend on n_jobs, only the time
     return dict(ridge=ClosedFormRidge(), trees=make_pipeline(StandardScaler(), trees))
 
-# %% ../nbs/12_corpus.ipynb #adba70e0
+# %% ../nbs/12_corpus.ipynb #a226bdf1
 def oof_predict(model, X, Y, folds, *, block: int | None = None) -> np.ndarray:
     "Out-of-fold predictions of every column of `Y`; each block of `block` columns (one target set) is one fit."
     block = block or Y.shape[1]
@@ -268,14 +268,14 @@ def oof_predict(model, X, Y, folds, *, block: int | None = None) -> np.ndarray:
     sets = [Y[:, j] if block == 1 else Y[:, j:j + block] for j in range(0, Y.shape[1], block)]
     return np.concatenate([cross_val_predict(model, X, y, cv=folds).reshape(len(X), block) for y in sets], axis=1)
 
-# %% ../nbs/12_corpus.ipynb #da4688e9
+# %% ../nbs/12_corpus.ipynb #27bf74c9
 def block_r2(Y, P, block: int, sst=None) -> np.ndarray:
     "Pooled R² (1 − ΣSSE/ΣSST) of each block of `block` columns; `sst` overrides the blocks' total sum of squares."
     sse = ((Y - P) ** 2).sum(0).reshape(-1, block).sum(1)
     if sst is None: sst = ((Y - Y.mean(0)) ** 2).sum(0).reshape(-1, block).sum(1)
     return 1 - sse / sst
 
-# %% ../nbs/12_corpus.ipynb #97e278cf
+# %% ../nbs/12_corpus.ipynb #e5c57ed8
 def permutation_orders(blocks, n_perm: int, seed: int = 0) -> list[np.ndarray]:
     "`n_perm` row orders, each shuffling the rows only within their block; reproducible from `seed`."
     blocks, rng = np.asarray(blocks), np.random.default_rng(seed)
@@ -289,7 +289,7 @@ def permutation_orders(blocks, n_perm: int, seed: int = 0) -> list[np.ndarray]:
 
 # %% ../nbs/12_corpus.ipynb #4f1a6c2e
 def _permutation_test(models: dict, r2: dict, null_of, n_perm: int, permute_all: bool) -> dict:
-    "The reported model, the null (n_perm × models, NaN where not permuted) and p-values; `null_of(model)`: its null R²."
+    "The reported model, the null (n_perm × models, NaN where not permuted), p-values; `null_of(model)`: its null R²."
     first = next(iter(models))                            # the pre-specified model (the ridge)
     candidates = [k for k in models if permute_all or k == first or r2[k] > max(r2[first], 0)]
     permuted = candidates if n_perm else []
@@ -376,7 +376,7 @@ def amplitude_gradient(model: GPT, batches) -> dict:
         model.train(was)
     return {n: -g / len(batches) for n, g in grads.items()}
 
-# %% ../nbs/12_corpus.ipynb #54767f2d
+# %% ../nbs/12_corpus.ipynb #c4ac6d98
 def gradient_features(neg_grads: dict) -> pd.DataFrame:
     "One row per amplitude row: `neg_grad1…K` (−∂L/∂A) and `neg_grad_rms1…K` (the same over its matrix's RMS)."
     frames = []
@@ -388,7 +388,7 @@ def gradient_features(neg_grads: dict) -> pd.DataFrame:
         frames.append(pd.DataFrame(f))
     return pd.concat(frames, ignore_index=True)
 
-# %% ../nbs/12_corpus.ipynb #663c0c69
+# %% ../nbs/12_corpus.ipynb #f3828f97
 def gradient_cosines(neg_grads: dict, amps: dict) -> pd.DataFrame:
     "Cosine between −∂L/∂A and the amplitudes A of each matrix (both flattened)."
     rows = []
