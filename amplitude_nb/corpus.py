@@ -50,7 +50,7 @@ def matched_cosine(U, V, n_pcs: int | None = None) -> float:
     r, c = linear_sum_assignment(S, maximize=True)
     return float(S[r, c].mean())
 
-# %% ../nbs/12_corpus.ipynb #50e7e734
+# %% ../nbs/12_corpus.ipynb #7e57d238
 def chance_alignment(K: int, n_pcs: int | None = None, n_rotations: int = 1000, *, seed: int = 0) -> dict:
     "The null of `matched_cosine` for Haar-random bases of ℝ^K: {'mean', 'sd', 'p95', 'n_rotations', 'values'}."
     I = np.eye(K)
@@ -59,14 +59,14 @@ def chance_alignment(K: int, n_pcs: int | None = None, n_rotations: int = 1000, 
     return dict(mean=float(v.mean()), sd=float(v.std()), p95=float(np.quantile(v, 0.95)), n_rotations=n_rotations,
                 values=v)
 
-# %% ../nbs/12_corpus.ipynb #05e6f244
+# %% ../nbs/12_corpus.ipynb #995adf13
 def p_upper(obs: float, null) -> float:
     "Upper-tail Monte Carlo p-value (1 + #{null ≥ obs}) / (1 + n) (ties within 1e-12 count as ≥)."
     null = np.asarray(null, dtype=np.float64)
     return float((1 + np.sum(null >= obs - 1e-12)) / (1 + len(null)))
 
 # %% ../nbs/12_corpus.ipynb #f2e8942a
-def _alignment_row(name: str, A, M, M_I, null: dict, n_pcs: int | None) -> dict:
+def _alignment_row(name: str, A, M, *, M_I, null: dict, n_pcs: int | None) -> dict:
     V = pca(A)[2]
     a = matched_cosine(V, sorted_eigh(M)[1], n_pcs)
     return dict(matrix=name, label=matrix_label(name), rows=A.shape[0], K=A.shape[1], n_pcs=n_pcs or A.shape[1],
@@ -81,12 +81,13 @@ def alignment_table(amps: dict, bases: dict, covs: dict, *, n_pcs: int | None = 
         A, Phi = np.asarray(A, dtype=np.float64), np.asarray(bases[name], dtype=np.float64)
         M, M_I = Phi @ np.asarray(covs[name], dtype=np.float64) @ Phi.T, Phi @ Phi.T
         if A.shape[1] not in nulls: nulls[A.shape[1]] = chance_alignment(A.shape[1], n_pcs, n_rotations, seed=seed)
-        rows.append(_alignment_row(name, A, M, M_I, nulls[A.shape[1]], n_pcs))
+        rows.append(_alignment_row(name, A, M, M_I=M_I, null=nulls[A.shape[1]], n_pcs=n_pcs))
         pool.append(dict(A=A, M=M / np.trace(M), M_I=M_I / np.trace(M_I)))
     if len(nulls) == 1:                                   # one K: the global row
         w = np.array([len(p['A']) for p in pool]) / sum(len(p['A']) for p in pool)
         M, M_I = (sum(wi * p[k] for wi, p in zip(w, pool)) for k in ('M', 'M_I'))
-        rows.append(_alignment_row('global', np.concatenate([p['A'] for p in pool]), M, M_I, *nulls.values(), n_pcs))
+        A = np.concatenate([p['A'] for p in pool])
+        rows.append(_alignment_row('global', A, M, M_I=M_I, null=nulls[A.shape[1]], n_pcs=n_pcs))
     return pd.DataFrame(rows)
 
 # %% ../nbs/12_corpus.ipynb #1be80672
@@ -102,7 +103,7 @@ def base_weights(model: torch.nn.Module):
     try: yield model
     finally: set_amplitudes(model, saved)
 
-# %% ../nbs/12_corpus.ipynb #a4e594eb
+# %% ../nbs/12_corpus.ipynb #3b2f1ec3
 @torch.no_grad()
 def input_moments(model: GPT, names, tokens: np.ndarray, *, n_batches=8, batch_size=8, seed=0) -> dict:
     "{name: (mean, covariance)} of each named module's input over `n_batches` corpus batches (float64 numpy)."
@@ -125,7 +126,7 @@ def input_moments(model: GPT, names, tokens: np.ndarray, *, n_batches=8, batch_s
         out[n] = (mu.numpy(), (outer[n] / count[n] - torch.outer(mu, mu)).numpy())
     return out
 
-# %% ../nbs/12_corpus.ipynb #1d54a83e
+# %% ../nbs/12_corpus.ipynb #855285d4
 def corpus_features(model: GPT, covs: dict, moments: dict, *, tokens: np.ndarray,
                     n_bands: int | None = None) -> pd.DataFrame:
     "One row per amplitude row (columns `matrix`, `row`, then the corpus-only features of the table above)."
@@ -170,7 +171,7 @@ def pc_scores(amps: dict, n_pcs: int | None = None, frame: str = 'global') -> pd
     df.insert(0, 'matrix', np.concatenate([[n] * len(a) for n, a in amps.items()]))
     return df
 
-# %% ../nbs/12_corpus.ipynb #fc0ae1ae
+# %% ../nbs/12_corpus.ipynb #4206a96c
 def group_folds(groups, n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     "GroupKFold (train, test) index pairs: no group in both; `min(n_splits, number of groups)` folds."
     groups = np.asarray(groups)
@@ -178,7 +179,7 @@ def group_folds(groups, n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarr
     if k < 2: raise ValueError(f"cross-validation needs at least 2 groups, got {len(np.unique(groups))}")
     return list(GroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(groups)), groups=groups))
 
-# %% ../nbs/12_corpus.ipynb #5340e812
+# %% ../nbs/12_corpus.ipynb #d93bfbe2
 ALPHAS = tuple(float(a) for a in np.logspace(-3, 4, 15))
 
 @dataclass(frozen=True)
@@ -189,7 +190,7 @@ class ClosedFormRidge:
         "The same model as a scikit-learn pipeline, refit per target set: the path `ridge_oof` replaces."
         return make_pipeline(StandardScaler(), RidgeCV(alphas=np.asarray(self.alphas)))
 
-# %% ../nbs/12_corpus.ipynb #d769d174
+# %% ../nbs/12_corpus.ipynb #13d8a7ca
 @dataclass
 class RidgeFactor:
     "One training fold, factored once: its fitted scaler, the scaled columns' means and the thin SVD U·diag(s)·Vt."
@@ -207,7 +208,7 @@ def ridge_factor(X) -> RidgeFactor:
     U, s, Vt = np.linalg.svd(Xs - x_mean, full_matrices=False)
     return RidgeFactor(scaler=scaler, x_mean=x_mean, U=U, s=s, Vt=Vt)
 
-# %% ../nbs/12_corpus.ipynb #f2397415
+# %% ../nbs/12_corpus.ipynb #118d1e3c
 def loo_errors(f: RidgeFactor, Y, alphas=ALPHAS) -> np.ndarray:
     "Leave-one-out mean squared error (alphas × columns) of the ridge on the factored fold, for every column of `Y`."
     alphas = np.asarray(alphas, dtype=np.float64)
@@ -225,7 +226,7 @@ def loo_errors(f: RidgeFactor, Y, alphas=ALPHAS) -> np.ndarray:
     sse = W.T @ Yo ** 2 + 2 * np.einsum('arc,arc->ac', H, cross) + np.einsum('akc,akl,alc->ac', H, G, H)
     return sse / n
 
-# %% ../nbs/12_corpus.ipynb #03d3ac79
+# %% ../nbs/12_corpus.ipynb #64a1b2a8
 def ridge_solve(f: RidgeFactor, Y, X_test, *, alphas=ALPHAS, block: int | None = None) -> dict:
     "Fit every column of `Y` on the factored fold (one α per `block` of columns, by leave-one-out); predict `X_test`."
     block = block or Y.shape[1]
@@ -237,7 +238,7 @@ def ridge_solve(f: RidgeFactor, Y, X_test, *, alphas=ALPHAS, block: int | None =
     beta = f.Vt.T @ (f.s[:, None] / (f.s[:, None] ** 2 + np.repeat(chosen, block)) * Z)
     return dict(pred=(f.scaler.transform(X_test) - f.x_mean) @ beta + y_mean, alpha=chosen)
 
-# %% ../nbs/12_corpus.ipynb #8cc8ce72
+# %% ../nbs/12_corpus.ipynb #74aae3a8
 def ridge_oof(X, Y, folds, *, alphas=ALPHAS, block: int | None = None, chunk: int = 256) -> dict:
     "Out-of-fold ridge predictions of every column of `Y` (one factorization per fold) and the α of each fold × block."
     X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
@@ -260,22 +261,22 @@ def default_models(seed: int = 0) -> dict:
                                 random_state=seed, n_jobs=-1)   # the trees do not depend on n_jobs, only the time
     return dict(ridge=ClosedFormRidge(), trees=make_pipeline(StandardScaler(), trees))
 
-# %% ../nbs/12_corpus.ipynb #a226bdf1
-def oof_predict(model, X, Y, folds, *, block: int | None = None) -> np.ndarray:
+# %% ../nbs/12_corpus.ipynb #64245efd
+def oof_predict(model, X, Y, *, folds, block: int | None = None) -> np.ndarray:
     "Out-of-fold predictions of every column of `Y`; each block of `block` columns (one target set) is one fit."
     block = block or Y.shape[1]
     if isinstance(model, ClosedFormRidge): return ridge_oof(X, Y, folds, alphas=model.alphas, block=block)['pred']
     sets = [Y[:, j] if block == 1 else Y[:, j:j + block] for j in range(0, Y.shape[1], block)]
     return np.concatenate([cross_val_predict(model, X, y, cv=folds).reshape(len(X), block) for y in sets], axis=1)
 
-# %% ../nbs/12_corpus.ipynb #27bf74c9
-def block_r2(Y, P, block: int, sst=None) -> np.ndarray:
+# %% ../nbs/12_corpus.ipynb #eb1898eb
+def block_r2(Y, P, block: int, *, sst=None) -> np.ndarray:
     "Pooled R² (1 − ΣSSE/ΣSST) of each block of `block` columns; `sst` overrides the blocks' total sum of squares."
     sse = ((Y - P) ** 2).sum(0).reshape(-1, block).sum(1)
     if sst is None: sst = ((Y - Y.mean(0)) ** 2).sum(0).reshape(-1, block).sum(1)
     return 1 - sse / sst
 
-# %% ../nbs/12_corpus.ipynb #e5c57ed8
+# %% ../nbs/12_corpus.ipynb #8623d6ea
 def permutation_orders(blocks, n_perm: int, seed: int = 0) -> list[np.ndarray]:
     "`n_perm` row orders, each shuffling the rows only within their block; reproducible from `seed`."
     blocks, rng = np.asarray(blocks), np.random.default_rng(seed)
@@ -288,7 +289,7 @@ def permutation_orders(blocks, n_perm: int, seed: int = 0) -> list[np.ndarray]:
     return orders
 
 # %% ../nbs/12_corpus.ipynb #4f1a6c2e
-def _permutation_test(models: dict, r2: dict, null_of, n_perm: int, permute_all: bool) -> dict:
+def _permutation_test(models: dict, r2: dict, null_of, *, n_perm: int, permute_all: bool) -> dict:
     "The reported model, the null (n_perm × models, NaN where not permuted), p-values; `null_of(model)`: its null R²."
     first = next(iter(models))                            # the pre-specified model (the ridge)
     candidates = [k for k in models if permute_all or k == first or r2[k] > max(r2[first], 0)]
@@ -315,12 +316,12 @@ def predict_scores(X, Y, groups=None, *, n_splits: int = 5, n_perm: int = 20, se
     folds = group_folds(groups, n_splits, seed)
     within = perm == 'within' and len(np.unique(groups)) < len(groups)
     with threadpool_limits(1):      # many small fits: BLAS threads only add overhead
-        pred = {k: oof_predict(m, Xa, Ya, folds) for k, m in models.items()}
+        pred = {k: oof_predict(m, Xa, Ya, folds=folds) for k, m in models.items()}
         r2 = {k: float(r2_score(Ya, P, multioutput='variance_weighted')) for k, P in pred.items()}
         orders = permutation_orders(groups if within else np.zeros(len(groups)), n_perm, seed)
         Yperm = np.concatenate([Ya[o] for o in orders], axis=1) if n_perm else None
-        test = _permutation_test(models, r2, lambda m: block_r2(Yperm, oof_predict(m, Xa, Yperm, folds, block=T), T),
-                                 n_perm, permute_all)
+        def null_of(m): return block_r2(Yperm, oof_predict(m, Xa, Yperm, folds=folds, block=T), T)
+        test = _permutation_test(models, r2, null_of, n_perm=n_perm, permute_all=permute_all)
     by_target = pd.DataFrame([dict(model=k, target=t, r2=v) for k, P in pred.items()
                               for t, v in zip(targets, r2_score(Ya, P, multioutput='raw_values'))])
     return dict(**test, r2_by_target=by_target, pred=pred, n_splits=len(folds), perm='within' if within else 'rows',
@@ -343,14 +344,14 @@ def predict_within(X, Y, groups, *, n_splits: int = 5, n_perm: int = 20, seed: i
         sse = np.zeros(n_perm)
         for g, i in ix.items():
             Yg = np.concatenate([Ya[o[i]] for o in orders], axis=1)
-            sse += ((Yg - oof_predict(m, Xa[i], Yg, folds[g], block=T)) ** 2).sum(0).reshape(-1, T).sum(1)
+            sse += ((Yg - oof_predict(m, Xa[i], Yg, folds=folds[g], block=T)) ** 2).sum(0).reshape(-1, T).sum(1)
         return 1 - sse / sst
     with threadpool_limits(1):
         pred = {k: np.zeros_like(Ya) for k in models}
         for k, m in models.items():
-            for g, i in ix.items(): pred[k][i] = oof_predict(m, Xa[i], Ya[i], folds[g])
+            for g, i in ix.items(): pred[k][i] = oof_predict(m, Xa[i], Ya[i], folds=folds[g])
         r2 = {k: float(r2_score(Ya - centre, P - centre, multioutput='variance_weighted')) for k, P in pred.items()}
-        test = _permutation_test(models, r2, null_of, n_perm, permute_all)
+        test = _permutation_test(models, r2, null_of, n_perm=n_perm, permute_all=permute_all)
     by_group = pd.DataFrame([dict(model=k, group=g, label=matrix_label(str(g)),
                                   r2=float(r2_score(Ya[i], P[i], multioutput='variance_weighted')))
                              for k, P in pred.items() for g, i in ix.items()])
@@ -376,7 +377,7 @@ def amplitude_gradient(model: GPT, batches) -> dict:
         model.train(was)
     return {n: -g / len(batches) for n, g in grads.items()}
 
-# %% ../nbs/12_corpus.ipynb #c4ac6d98
+# %% ../nbs/12_corpus.ipynb #a0f81668
 def gradient_features(neg_grads: dict) -> pd.DataFrame:
     "One row per amplitude row: `neg_grad1…K` (−∂L/∂A) and `neg_grad_rms1…K` (the same over its matrix's RMS)."
     frames = []
@@ -388,7 +389,7 @@ def gradient_features(neg_grads: dict) -> pd.DataFrame:
         frames.append(pd.DataFrame(f))
     return pd.concat(frames, ignore_index=True)
 
-# %% ../nbs/12_corpus.ipynb #f3828f97
+# %% ../nbs/12_corpus.ipynb #442c5dc7
 def gradient_cosines(neg_grads: dict, amps: dict) -> pd.DataFrame:
     "Cosine between −∂L/∂A and the amplitudes A of each matrix (both flattened)."
     rows = []
