@@ -41,13 +41,16 @@ def save_figure(fig, out_dir, name: str, dpi=110) -> Path | None:
     fig.savefig(p, dpi=dpi, bbox_inches='tight', metadata={'Software': None})
     return p
 
-def collect_metrics(out_dir, run: dict | None = None) -> dict:
-    "Merge `out_dir/metrics/*.json` into one dict: a key per section plus `run` and `timing`."
+def collect_metrics(out_dir, run: dict | None = None, extra: dict | None = None) -> dict:
+    "Merge `out_dir/metrics/*.json` into one dict: a key per section, `run`, the `extra` keys, and `timing`."
     out, timing = {}, {}
     for p in sorted((Path(out_dir)/'metrics').glob('*.json')):
         d = json.loads(p.read_text())
         out[p.stem] = d['metrics']
         if d['timing']: timing[p.stem] = d['timing']
     if run is not None: out['run'] = to_jsonable(run)
+    clash = set(extra or {}) & (set(out) | {'timing'})
+    if clash: raise ValueError(f"extra keys {sorted(clash)} would overwrite a section's metrics")
+    out.update(to_jsonable(extra or {}))
     out['timing'] = timing
     return out
