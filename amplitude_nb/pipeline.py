@@ -37,7 +37,7 @@ def skipped_sections(have: dict, skip: dict | None = None) -> dict:
         if why: out[s.name] = '; '.join(dict.fromkeys(why))
     return out
 
-# %% ../nbs/20_pipeline.ipynb #d1f3fd11
+# %% ../nbs/20_pipeline.ipynb #79ae0c21
 def section_params(section: str, checkpoint, out_dir, *, sizes='paper', corpus=None, sft=None, seed=0,
                    schedule_path=None, raw_checkpoint=None) -> dict:
     "The papermill parameters of `section` for one run; `sizes`: the profile whose statistics sizes to use."
@@ -54,10 +54,21 @@ def section_params(section: str, checkpoint, out_dir, *, sizes='paper', corpus=N
 # %% ../nbs/20_pipeline.ipynb #f5c53173
 KERNEL = 'amplitude-nb'
 
+def _alive(pid: int) -> bool:
+    "Whether process `pid` exists."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
 @contextlib.contextmanager
 def kernel_spec():
     "A kernelspec for this interpreter on a temporary Jupyter path while the block runs; yields that folder."
-    d, old = Path(tempfile.mkdtemp(prefix='amplitude-nb-kernel-')), os.environ.get('JUPYTER_PATH')
+    for p in Path(tempfile.gettempdir()).glob('amplitude-nb-kernel-*-*'):      # left by a killed run
+        pid = p.name.split('-')[3]
+        if pid.isdigit() and not _alive(int(pid)): shutil.rmtree(p, ignore_errors=True)
+    d = Path(tempfile.mkdtemp(prefix=f'amplitude-nb-kernel-{os.getpid()}-'))
+    old = os.environ.get('JUPYTER_PATH')
     try:
         (d/'kernels'/KERNEL).mkdir(parents=True)
         warn = ','.join(filter(None, [os.environ.get('PYTHONWARNINGS'), 'ignore:IProgress not found']))
@@ -72,7 +83,7 @@ def kernel_spec():
         else: os.environ['JUPYTER_PATH'] = old
         shutil.rmtree(d, ignore_errors=True)
 
-# %% ../nbs/20_pipeline.ipynb #e670c6cc
+# %% ../nbs/20_pipeline.ipynb #c39c88cc
 _LIVE_KERNELS = set()
 
 def kernel_manager_class():
@@ -99,7 +110,7 @@ def kill_kernels() -> int:
         _LIVE_KERNELS.discard(km)
     return n
 
-# %% ../nbs/20_pipeline.ipynb #b3f5cd2e
+# %% ../nbs/20_pipeline.ipynb #c5782184
 def without_slow_cells(nb: Path, dst: Path) -> Path:
     "A copy of notebook `nb` at `dst` without the cells flagged `#| slow`."
     import nbformat
@@ -108,7 +119,7 @@ def without_slow_cells(nb: Path, dst: Path) -> Path:
     nbformat.write(book, dst)
     return dst
 
-# %% ../nbs/20_pipeline.ipynb #0d1c0394
+# %% ../nbs/20_pipeline.ipynb #0ed70989
 class RunError(RuntimeError):
     "A section notebook failed; the failed run is kept for inspection."
 
@@ -143,14 +154,14 @@ def execute(nb: Path, out: Path, params: dict, *, progress=True, log=print, skip
     log(f"{nb.name:24} {time.time() - t:7.1f} s  ok")
     return time.time() - t
 
-# %% ../nbs/20_pipeline.ipynb #91a7d531
+# %% ../nbs/20_pipeline.ipynb #62c5b87e
 def mathml(tex: str, display='inline') -> str:
     "MathML for the LaTeX `tex`; the TeX itself in <code> if it cannot be converted."
     from latex2mathml.converter import convert
     try: return convert(tex, display=display)
     except Exception: return f'<code>{html_lib.escape(tex)}</code>'
 
-# %% ../nbs/20_pipeline.ipynb #8f1aeb01
+# %% ../nbs/20_pipeline.ipynb #22b3aa99
 OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
@@ -179,7 +190,7 @@ def offline_exporter():
     return OfflineHTMLExporter(embed_images=True, extra_loaders=[jinja2.DictLoader({'offline.html.j2': OFFLINE_TEMPLATE})],
                                template_file='offline.html.j2')
 
-# %% ../nbs/20_pipeline.ipynb #a9ec2d54
+# %% ../nbs/20_pipeline.ipynb #848a46da
 def to_html(ipynb: Path) -> Path:
     "A self-contained, offline HTML copy of an executed notebook, beside it."
     import nbformat
@@ -187,7 +198,7 @@ def to_html(ipynb: Path) -> Path:
     out = Path(ipynb).with_suffix('.html'); out.write_text(html, encoding='utf-8')
     return out
 
-# %% ../nbs/20_pipeline.ipynb #ebde0451
+# %% ../nbs/20_pipeline.ipynb #e70c481f
 def network_loads(html: str) -> list[str]:
     "The scripts, stylesheets and imports in `html` that a browser would fetch from the network."
     import re
@@ -195,7 +206,7 @@ def network_loads(html: str) -> list[str]:
             r'@import\s+(?:url\()?["\']?((?:https?:)?//[^"\')]+)', r'\bimport\(?\s*["\']((?:https?:)?//[^"\']+)']
     return [m for p in pats for m in re.findall(p, html)]
 
-# %% ../nbs/20_pipeline.ipynb #b118b2eb
+# %% ../nbs/20_pipeline.ipynb #2b84ec95
 class RunFolderError(ValueError):
     "The run folder cannot be used: it names an existing file."
 
@@ -206,13 +217,7 @@ def check_out(out) -> Path:
         raise RunFolderError(f"{out}: exists and is not a folder; --out names the run folder to write")
     return out
 
-# %% ../nbs/20_pipeline.ipynb #8b4feee5
-def _alive(pid: int) -> bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    return True
-
+# %% ../nbs/20_pipeline.ipynb #0f6fd694
 def clean_stale(out: Path, log=print) -> list[Path]:
     "Remove `<out>.tmp-<pid>` and `<out>.old-<pid>` folders whose process is gone (killed runs); returns them."
     out, gone = Path(out), []
@@ -236,7 +241,7 @@ def _write_report(run_dir: Path, metrics: dict) -> list[Path]:
     if hasattr(report, 'write_html'): paths.append(report.write_html(run_dir))
     return [Path(p) for p in paths if p]
 
-# %% ../nbs/20_pipeline.ipynb #c593b218
+# %% ../nbs/20_pipeline.ipynb #516e275e
 def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict | None = None, sections=None,
                  sizes='paper', corpus=None, sft=None, seed=0, raw_checkpoint=None, extra: dict | None = None,
                  files: dict | None = None, timing: dict | None = None, started=None, progress=True, html=True,
@@ -286,7 +291,7 @@ def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict |
     for p in reports: log(f"{p.name:24} {out/p.name}")
     return out
 
-# %% ../nbs/20_pipeline.ipynb #50d586fc
+# %% ../nbs/20_pipeline.ipynb #13a94cf6
 def base_info(base_dir) -> dict:
     "`base_train_tokens` and `base_val_loss` from a base checkpoint's provenance.json (None when absent)."
     p = Path(base_dir)/'provenance.json' if base_dir is not None else None
@@ -331,7 +336,7 @@ def find_tokenizer(d: Path):
         return tok
     return None
 
-# %% ../nbs/20_pipeline.ipynb #6d210ad8
+# %% ../nbs/20_pipeline.ipynb #690aa4b7
 def choose_tokenizer(tokenizer=None, checkpoint=None, base=None) -> tuple:
     "(Tokenizer or None, where it came from or why there is none): the named one, else the checkpoint's, else the base's."
     if tokenizer is not None:
@@ -343,7 +348,7 @@ def choose_tokenizer(tokenizer=None, checkpoint=None, base=None) -> tuple:
     where = ' or '.join(str(d) for d in (checkpoint, base) if d is not None)
     return None, f"no tokenizer (--tokenizer, or tokenizer.json / vocab.json + merges.txt in {where})"
 
-# %% ../nbs/20_pipeline.ipynb #a63b2bbd
+# %% ../nbs/20_pipeline.ipynb #7e08fab8
 def fit_records(model, base, bases: dict) -> list[dict]:
     "Per target: {matrix, fidelity, fidelity_chance, fidelity_bound} of the update model − base seen through `bases`."
     import torch
@@ -364,7 +369,7 @@ def functional_fidelity(loss_base: float, loss_checkpoint: float, loss_amplitude
     gain = loss_base - loss_checkpoint
     return None if not gain > 0 else (loss_base - loss_amplitudes) / gain
 
-# %% ../nbs/20_pipeline.ipynb #822c6d5b
+# %% ../nbs/20_pipeline.ipynb #cecaed9a
 def heldout_losses(models: dict, tok, n_ctx: int, sft=None, n=128, batch_size=16) -> dict | None:
     "{name: mean loss} of each model on (up to `n` pairs of) the SFT validation split; None if it is empty."
     from amplitude_nb.train import evaluate
@@ -374,7 +379,7 @@ def heldout_losses(models: dict, tok, n_ctx: int, sft=None, n=128, batch_size=16
     batches = data.eval_batches(sd, batch_size, n=n, seed=0)
     return {k: evaluate(m, batches) for k, m in models.items()}
 
-# %% ../nbs/20_pipeline.ipynb #60d2df2c
+# %% ../nbs/20_pipeline.ipynb #4d041b1e
 @dataclass
 class Prepared:
     "A checkpoint made ready for the section notebooks."
@@ -385,7 +390,7 @@ class Prepared:
     raw: Path | None = None             # the fine-tuned checkpoint itself, for §5's raw stage
     base_dir: Path | None = None
 
-# %% ../nbs/20_pipeline.ipynb #8d7d3c3b
+# %% ../nbs/20_pipeline.ipynb #8576e53d
 def _save_fitted(amps: dict, path: Path, K: int, seed: int, provenance: dict) -> Path:
     "The fitted amplitudes as an amplitude file whose metadata also says where they came from."
     from safetensors import safe_open
@@ -396,7 +401,7 @@ def _save_fitted(amps: dict, path: Path, K: int, seed: int, provenance: dict) ->
     save_file(load_file(str(path)), str(path), metadata={**meta, **{k: str(v) for k, v in provenance.items()}})
     return path
 
-# %% ../nbs/20_pipeline.ipynb #99c0862b
+# %% ../nbs/20_pipeline.ipynb #ebaa85fe
 def prepare_checkpoint(checkpoint, base=None, work: Path = None, *, tokenizer=None, sft=None, K=8, seed=0,
                        log=print) -> Prepared:
     "Make `checkpoint` ready for the notebooks in `work`: fit its amplitudes against `base` when it has none."
@@ -445,7 +450,7 @@ def _check_vocab(tok, model, have: dict):
         have['tokenizer'] = (f"the tokenizer has {tok.get_vocab_size():,} tokens, more than the model's vocabulary "
                              f"of {model.config.vocab_size:,}")
 
-# %% ../nbs/20_pipeline.ipynb #a004deeb
+# %% ../nbs/20_pipeline.ipynb #ca25c59e
 def run(checkpoint, base=None, corpus=None, *, sft=None, out=None, tokenizer=None, skip=None, K=8, seed=0,
         sections=None, sizes='paper', progress=True, html=True, log=print) -> Path:
     "The section notebooks on someone else's checkpoint, into `out` (default reports/<checkpoint name>)."
