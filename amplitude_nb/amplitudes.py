@@ -4,56 +4,106 @@
 
 # %% ../nbs/02_amplitudes.ipynb #81c74c37
 from __future__ import annotations
-import copy, hashlib, json, math, re
+import copy, hashlib, math, warnings
 from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from .model import GPT, load_checkpoint, save_checkpoint
+from .study import parse_matrix
+from .stats import sorted_eigh
 
 # %% auto #0
-__all__ = ['TARGETS', 'FORMAT', 'BASES', 'matrix_seed', 'random_basis', 'spectral_basis', 'target_names', 'reads_residual',
-           'token_frequencies', 'corpus_covariances', 'AmplitudeLinear', 'make_bases', 'add_amplitudes',
+__all__ = ['TARGETS', 'BASES', 'SHARES', 'FORMAT', 'FORMAT_V1', 'matrix_seed', 'kind_seed', 'random_basis', 'random_basis_v1',
+           'spectral_windows', 'lowdin', 'spectral_basis', 'AmplitudeLinear', 'target_names', 'reads_residual',
+           'token_frequencies', 'corpus_covariances', 'basis_share', 'basis_seed', 'make_bases', 'add_amplitudes',
            'amplitude_modules', 'get_amplitudes', 'set_amplitudes', 'dense_model', 'fit_amplitudes',
-           'fit_model_amplitudes', 'AmplitudeFileError', 'save_amplitudes', 'read_amplitude_file', 'load_amplitudes',
-           'save_amplitude_checkpoint', 'load_amplitude_checkpoint']
+           'fit_model_amplitudes', 'fidelity_chance', 'fidelity_bound', 'fit_records', 'functional_fidelity',
+           'basis_fidelities', 'AmplitudeFileError', 'save_amplitudes', 'read_amplitude_file', 'load_amplitudes',
+           'file_bases', 'save_amplitude_checkpoint', 'load_amplitude_checkpoint']
 
 # %% ../nbs/02_amplitudes.ipynb #ba75147f
 TARGETS = ('attn.c_attn', 'attn.c_proj')   # the default targets
+BASES = ('random', 'spectral')
+SHARES = ('kind', 'matrix')                # one random Φ per kind of matrix (and input width), or one per matrix
 
 def matrix_seed(seed: int, name: str) -> int:
     "A per-matrix seed from the run's seed and the module name (stable across processes)."
     return int(hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()[:8], 16)
 
+def kind_seed(seed: int, kind: str, n_in: int) -> int:
+    "A per-kind seed from the run's seed, the matrix kind (e.g. `attn.c_proj`) and its input width."
+    return int(hashlib.sha256(f"{seed}:kind:{kind}:{n_in}".encode()).hexdigest()[:8], 16)
+
+# %% ../nbs/02_amplitudes.ipynb #c3d5e7f9
 def random_basis(n_in: int, K: int, seed: int) -> torch.Tensor:
-    "K×n_in Gaussian atoms, N(0, 1/n_in) entries: rows near-orthonormal, reproducible from `seed`."
+    "K×n_in basis with exactly orthonormal rows (ΦΦᵀ = I): Gram–Schmidt (QR) of a seeded Gaussian draw."
+    if not 0 < K <= n_in: raise ValueError(f"K={K} orthonormal rows need 0 < K <= n_in={n_in}")
+    G = torch.randn(K, n_in, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    Q, R = torch.linalg.qr(G.T)                                   # Gᵀ = QR, Q: n_in × K with orthonormal columns
+    return (Q * torch.sign(torch.diagonal(R))).T.contiguous().float()   # signs fixed: row k follows draw k
+
+# %% ../nbs/02_amplitudes.ipynb #e5f7a9b1
+def random_basis_v1(n_in: int, K: int, seed: int) -> torch.Tensor:
+    "The amplitude-nb/1 basis: i.i.d. N(0, 1/n_in) entries, rows only near-orthonormal. Kept to read v1 files."
     g = torch.Generator().manual_seed(seed)
     return torch.randn(K, n_in, generator=g, dtype=torch.float64).div_(math.sqrt(n_in)).float()
 
 # %% ../nbs/02_amplitudes.ipynb #82ee37a3
-def spectral_basis(C: torch.Tensor, K: int) -> torch.Tensor:
-    "K×n Gaussian windows over the eigenvectors of the symmetric n×n matrix `C`, by descending eigenvalue."
+def spectral_windows(C, K: int) -> torch.Tensor:
+    "K×n Gaussian windows (norm 1) over the eigenvectors of the symmetric n×n `C`, by descending eigenvalue."
     n = C.shape[0]
-    evals, U = torch.linalg.eigh(C.double())
-    U = U[:, evals.argsort(descending=True)]
-    U = U * torch.sign(U.gather(0, U.abs().argmax(0, keepdim=True)))   # fix each eigenvector's sign
+    _, U = sorted_eigh(torch.as_tensor(C).double().numpy())
     sigma = n / K
-    mu = (torch.arange(K, dtype=torch.float64) + 0.5) * sigma - 0.5
-    w = torch.exp(-(torch.arange(n, dtype=torch.float64)[None] - mu[:, None]) ** 2 / (2 * sigma ** 2))
-    Phi = w @ U.T
-    return (Phi / Phi.norm(dim=1, keepdim=True)).float()
+    mu = (np.arange(K) + 0.5) * sigma - 0.5
+    W = torch.from_numpy(np.exp(-(np.arange(n)[None] - mu[:, None]) ** 2 / (2 * sigma ** 2)) @ U.T)
+    return W / W.norm(dim=1, keepdim=True)
+
+# %% ../nbs/02_amplitudes.ipynb #b8c0d2e4
+def lowdin(W) -> torch.Tensor:
+    "(W Wᵀ)^(-1/2) W: the orthonormal rows closest to the rows of `W` in least squares, spanning the same space."
+    W = torch.as_tensor(W).double()
+    lam, V = torch.linalg.eigh(W @ W.T)
+    if lam.min() <= 1e-12 * lam.max():
+        raise ValueError("the rows are linearly dependent: no orthonormal set spans them")
+    return V @ torch.diag(lam.rsqrt()) @ V.T @ W
+
+# %% ../nbs/02_amplitudes.ipynb #d0e2f4a6
+def spectral_basis(C, K: int) -> torch.Tensor:
+    "K×n orthonormal rows closest to the Gaussian windows over the eigenvectors of `C` (see `spectral_windows`)."
+    return lowdin(spectral_windows(C, K)).float()
+
+# %% ../nbs/02_amplitudes.ipynb #40a2cf49
+class AmplitudeLinear(nn.Module):
+    "y = x (W0 + A Φ)ᵀ + b with W0, b and Φ frozen and A (out × K) trainable, from zero."
+    def __init__(self, base: nn.Linear, Phi: torch.Tensor):
+        super().__init__()
+        if Phi.shape[1] != base.in_features:
+            raise ValueError(f"basis has {Phi.shape[1]} columns, the layer reads {base.in_features}")
+        self.weight = nn.Parameter(base.weight.detach().clone(), requires_grad=False)
+        self.bias = None if base.bias is None else nn.Parameter(base.bias.detach().clone(), requires_grad=False)
+        self.register_buffer('Phi', Phi.detach().to(base.weight.dtype).clone().contiguous())
+        self.amplitudes = nn.Parameter(torch.zeros(base.out_features, Phi.shape[0], dtype=base.weight.dtype))
+
+    def forward(self, x): return F.linear(x, self.weight, self.bias) + F.linear(F.linear(x, self.Phi), self.amplitudes)
+
+    def delta(self) -> torch.Tensor: return self.amplitudes @ self.Phi
 
 # %% ../nbs/02_amplitudes.ipynb #c802fd0a
 def target_names(model: nn.Module, targets=TARGETS) -> list[str]:
     "Names of the modules of `model` whose name ends with one of `targets`, in model order."
     targets = (targets,) if isinstance(targets, str) else tuple(targets)
-    names = [n for n, m in model.named_modules() if n.endswith(targets) and isinstance(m, (nn.Linear, AmplitudeLinear))]
+    names = [n for n, m in model.named_modules()
+             if n.endswith(targets) and isinstance(m, (nn.Linear, AmplitudeLinear))]
     if not names: raise ValueError(f"no module of the model matches the targets {targets}")
     return names
 
 def reads_residual(name: str) -> bool: return name.endswith(('attn.c_attn', 'mlp.c_fc'))
 
+# %% ../nbs/02_amplitudes.ipynb #e4c6d8e0
 def token_frequencies(tokens: np.ndarray, vocab_size: int) -> torch.Tensor:
-    return torch.from_numpy(np.bincount(np.asarray(tokens, dtype=np.int64), minlength=vocab_size)[:vocab_size] / len(tokens))
+    "p: the share of each token id in `tokens`, float64."
+    counts = np.bincount(np.asarray(tokens, dtype=np.int64), minlength=vocab_size)[:vocab_size]
+    return torch.from_numpy(counts / len(tokens))
 
 @torch.no_grad()
 def corpus_covariances(model: GPT, names, tokens: np.ndarray, n_batches=8, batch_size=8, seed=0) -> dict:
@@ -83,60 +133,71 @@ def corpus_covariances(model: GPT, names, tokens: np.ndarray, n_batches=8, batch
             out[n] = outer[n] / N - torch.outer(mean, mean)
     return {n: out[n] for n in names}
 
-# %% ../nbs/02_amplitudes.ipynb #40a2cf49
-class AmplitudeLinear(nn.Module):
-    "y = x (W0 + A Φ)ᵀ + b with W0, b and Φ frozen and A (out × K) trainable, from zero."
-    def __init__(self, base: nn.Linear, Phi: torch.Tensor):
-        super().__init__()
-        if Phi.shape[1] != base.in_features: raise ValueError(f"basis has {Phi.shape[1]} columns, the layer reads {base.in_features}")
-        self.weight = nn.Parameter(base.weight.detach().clone(), requires_grad=False)
-        self.bias = None if base.bias is None else nn.Parameter(base.bias.detach().clone(), requires_grad=False)
-        self.register_buffer('Phi', Phi.to(base.weight.dtype).contiguous())
-        self.amplitudes = nn.Parameter(torch.zeros(base.out_features, Phi.shape[0], dtype=base.weight.dtype))
+# %% ../nbs/02_amplitudes.ipynb #a6e8f0b3
+def basis_share(basis: str, share: str) -> str:
+    "The sharing a basis really has: `share` for a random basis; a spectral basis is per matrix whatever is asked."
+    if basis not in BASES: raise ValueError(f"unknown basis {basis!r}: use 'random' or 'spectral'")
+    if share not in SHARES: raise ValueError(f"unknown share {share!r}: use 'kind' or 'matrix'")
+    return share if basis == 'random' else 'matrix'
 
-    def forward(self, x): return F.linear(x, self.weight, self.bias) + F.linear(F.linear(x, self.Phi), self.amplitudes)
-
-    def delta(self) -> torch.Tensor: return self.amplitudes @ self.Phi
+def basis_seed(seed: int, name: str, n_in: int, share: str = 'kind') -> int:
+    "The seed of matrix `name`'s random basis: from its kind and width (`share='kind'`) or from its name."
+    return kind_seed(seed, parse_matrix(name)[1], n_in) if share == 'kind' else matrix_seed(seed, name)
 
 # %% ../nbs/02_amplitudes.ipynb #d4632b41
-def make_bases(model: nn.Module, names, K=8, basis='random', seed=0, covs=None) -> dict:
-    "Φ for each named target: `random` from per-matrix seeds, `spectral` from the covariances `covs`."
-    if basis == 'random':
-        return {n: random_basis(model.get_submodule(n).weight.shape[1], K, matrix_seed(seed, n)) for n in names}
+def make_bases(model: nn.Module, names, K=8, basis='random', seed=0, covs=None, share='kind') -> dict:
+    "Φ for each named target: `random` from seeds (one per kind, or one per matrix), `spectral` from `covs`."
+    share = basis_share(basis, share)
     if basis == 'spectral':
-        if covs is None: raise ValueError("a spectral basis needs the corpus covariances `covs` (see corpus_covariances)")
+        if covs is None:
+            raise ValueError("a spectral basis needs the corpus covariances `covs` (see corpus_covariances)")
         return {n: spectral_basis(covs[n], K) for n in names}
-    raise ValueError(f"unknown basis {basis!r}: use 'random' or 'spectral'")
+    out = {}
+    for n in names:
+        n_in = model.get_submodule(n).weight.shape[1]
+        out[n] = random_basis(n_in, K, basis_seed(seed, n, n_in, share))
+    return out
 
+# %% ../nbs/02_amplitudes.ipynb #eac2d4e6
 def _set_module(model, name, new):
     parent, _, child = name.rpartition('.')
     setattr(model.get_submodule(parent) if parent else model, child, new)
 
-def add_amplitudes(model: GPT, targets=TARGETS, K=8, basis='random', seed=0, covs=None, bases=None) -> GPT:
+def add_amplitudes(model: GPT, targets=TARGETS, K=8, basis='random', seed=0, covs=None, bases=None,
+                   share='kind') -> GPT:
     "Wrap the target linears of `model` (in place) as `AmplitudeLinear`s; returns `model`."
     names = target_names(model, targets)
-    bases = bases if bases is not None else make_bases(model, names, K, basis, seed, covs)
+    share = basis_share(basis, share)
+    if bases is None: bases = make_bases(model, names, K=K, basis=basis, seed=seed, covs=covs, share=share)
     for n in names: _set_module(model, n, AmplitudeLinear(model.get_submodule(n), bases[n]))
-    model.amplitude_meta = dict(K=K, basis=basis, seed=seed)
+    model.amplitude_meta = dict(K=K, basis=basis, share=share, seed=seed)
     return model
 
 def amplitude_modules(model: nn.Module) -> dict:
+    "{name: AmplitudeLinear} of a wrapped model, in model order."
     return {n: m for n, m in model.named_modules() if isinstance(m, AmplitudeLinear)}
 
+# %% ../nbs/02_amplitudes.ipynb #a0c2e4f6
 def get_amplitudes(model: nn.Module) -> dict:
     "{module name: A as a float32 array (rows, K)}"
     return {n: m.amplitudes.detach().float().numpy().copy() for n, m in amplitude_modules(model).items()}
 
 @torch.no_grad()
 def set_amplitudes(model: nn.Module, amps: dict) -> nn.Module:
+    "Copy `amps` ({module: (rows, K)}) into the amplitude layers of `model`; every layer, matching shapes."
     mods = amplitude_modules(model)
-    if set(amps) != set(mods): raise ValueError(f"amplitudes for {sorted(set(amps) ^ set(mods))[:4]} do not match the model's amplitude layers")
+    if set(amps) != set(mods):
+        odd = sorted(set(amps) ^ set(mods))[:4]
+        raise ValueError(f"amplitudes for {odd} do not match the model's amplitude layers")
     for n, a in amps.items():
         a = torch.as_tensor(np.asarray(a))
-        if a.shape != mods[n].amplitudes.shape: raise ValueError(f"{n}: amplitudes of shape {tuple(a.shape)}, the layer has {tuple(mods[n].amplitudes.shape)}")
+        if a.shape != mods[n].amplitudes.shape:
+            want = tuple(mods[n].amplitudes.shape)
+            raise ValueError(f"{n}: amplitudes of shape {tuple(a.shape)}, the layer has {want}")
         mods[n].amplitudes.copy_(a)
     return model
 
+# %% ../nbs/02_amplitudes.ipynb #a0c2e4f8
 def dense_model(model: GPT, merge=True) -> GPT:
     "A plain `GPT` copy: W = W0 + AΦ when `merge`, else the base weights W0."
     out = copy.deepcopy(model)
@@ -161,10 +222,11 @@ def fit_amplitudes(W, W0, Phi) -> tuple[torch.Tensor, float]:
     return A.float(), fidelity
 
 # %% ../nbs/02_amplitudes.ipynb #d5b538b1
-def fit_model_amplitudes(model: GPT, base: GPT | None, targets=TARGETS, K=8, basis='random', seed=0, covs=None):
+def fit_model_amplitudes(model: GPT, base: GPT | None, targets=TARGETS, K=8, basis='random', seed=0, covs=None,
+                         share='kind', bases=None) -> tuple[dict, dict]:
     "({name: A (rows, K) array}, {name: fidelity}) for the update model − base (base None: W0 = 0)."
     names = target_names(model, targets)
-    bases = make_bases(model, names, K, basis, seed, covs)
+    if bases is None: bases = make_bases(model, names, K=K, basis=basis, seed=seed, covs=covs, share=share)
     amps, fids = {}, {}
     for n in names:
         W0 = None if base is None else base.get_submodule(n).weight.detach()
@@ -172,72 +234,147 @@ def fit_model_amplitudes(model: GPT, base: GPT | None, targets=TARGETS, K=8, bas
         amps[n] = A.numpy()
     return amps, fids
 
+# %% ../nbs/02_amplitudes.ipynb #b3c5d7e9
+def fidelity_chance(n_in: int, K: int) -> float:
+    "Expected fidelity of an isotropic update fitted in a K-row basis chosen without it: K / n_in."
+    return min(K / n_in, 1.0)
+
+def fidelity_bound(dW, K: int) -> float:
+    "The best fidelity any K-row basis reaches on update `dW`: its top-K singular-value energy share (Eckart–Young)."
+    s2 = torch.linalg.svdvals(torch.as_tensor(dW).double()).pow(2)
+    return 1.0 if s2.sum() == 0 else (s2[:K].sum() / s2.sum()).item()
+
+# %% ../nbs/02_amplitudes.ipynb #e6f8a0b2
+def fit_records(model: GPT, base: GPT | None, bases: dict) -> list[dict]:
+    "Per matrix of `bases`: {matrix, fidelity, fidelity_chance, fidelity_bound} of the update model − base."
+    recs = []
+    for n, Phi in bases.items():
+        dW = model.get_submodule(n).weight.detach().double()
+        if base is not None: dW = dW - base.get_submodule(n).weight.detach().double()
+        _, fid = fit_amplitudes(dW, None, Phi)
+        recs.append(dict(matrix=n, fidelity=fid, fidelity_chance=fidelity_chance(dW.shape[1], Phi.shape[0]),
+                         fidelity_bound=fidelity_bound(dW, Phi.shape[0])))
+    return recs
+
+# %% ../nbs/02_amplitudes.ipynb #d1e3f5a7
+def functional_fidelity(loss_base: float, loss_checkpoint: float, loss_amplitudes: float) -> float:
+    "(L_base − L_amp) / (L_base − L_checkpoint): the share of the checkpoint's held-out gain kept; NaN if no gain."
+    gain = loss_base - loss_checkpoint
+    return float('nan') if not gain > 0 else (loss_base - loss_amplitudes) / gain
+
+# %% ../nbs/02_amplitudes.ipynb #a4b6c8d0
+def basis_fidelities(model: GPT, base: GPT | None, covs: dict | None = None, targets=TARGETS, K=8,
+                     seed=0) -> list[dict]:
+    "`fit_records` of model − base in each basis (random per kind, random per matrix, spectral if `covs`), tagged."
+    names = target_names(model, targets)
+    choices = [('random', 'kind'), ('random', 'matrix')] + ([('spectral', 'matrix')] if covs is not None else [])
+    return [dict(basis=b, share=s, **r) for b, s in choices
+            for r in fit_records(model, base, make_bases(model, names, K=K, basis=b, seed=seed, covs=covs, share=s))]
+
 # %% ../nbs/02_amplitudes.ipynb #f4427d7b
-FORMAT = 'amplitude-nb/1'
-BASES = ('random', 'spectral')
+FORMAT = 'amplitude-nb/2'
+FORMAT_V1 = 'amplitude-nb/1'     # still read: random bases N(0, 1/n_in), one per matrix, not orthonormal
 
 class AmplitudeFileError(ValueError):
-    "An amplitude file that is missing, unreadable, or not in the amplitude-nb/1 format."
+    "An amplitude file that is missing, unreadable, or not in a format this package reads."
 
-def save_amplitudes(amps: dict, path, basis='random', K=8, seed=0) -> Path:
+def save_amplitudes(amps: dict, path, basis='random', K=8, seed=0, share='kind') -> Path:
+    "Write `amps` ({module: (rows, K)}) to `path` as an amplitude-nb/2 safetensors file with its basis metadata."
     from safetensors.torch import save_file
+    share = basis_share(basis, share)
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for n, a in amps.items():
         a = torch.as_tensor(np.asarray(a, dtype=np.float32))
-        if a.ndim != 2 or a.shape[1] != K: raise ValueError(f"{n}: amplitudes must be (rows, {K}), got {tuple(a.shape)}")
+        if a.ndim != 2 or a.shape[1] != K:
+            raise ValueError(f"{n}: amplitudes must be (rows, {K}), got {tuple(a.shape)}")
         tensors[f"{n}.amplitudes"] = a.contiguous()
-    save_file(tensors, str(path), metadata=dict(format=FORMAT, K=str(K), basis=basis, seed=str(int(seed))))
+    save_file(tensors, str(path), metadata=dict(format=FORMAT, K=str(K), basis=basis, share=share, seed=str(int(seed))))
     return path
 
+# %% ../nbs/02_amplitudes.ipynb #a1c3e5a7
+def _file_meta(path, meta: dict) -> dict:
+    "The validated metadata of the amplitude file `path`, K and seed as ints, with `share` and `orthonormal`."
+    fmt = meta.get('format')
+    if fmt is None: raise AmplitudeFileError(f"{path}: metadata has no 'format' (expected {FORMAT!r})")
+    if fmt not in (FORMAT, FORMAT_V1):
+        raise AmplitudeFileError(f"{path}: unknown format {fmt!r} (this version reads {FORMAT!r} and {FORMAT_V1!r})")
+    try: K, seed = int(meta['K']), int(meta['seed'])
+    except (KeyError, ValueError):
+        raise AmplitudeFileError(f"{path}: metadata K and seed must be integers, got {meta}") from None
+    if meta.get('basis') not in BASES: raise AmplitudeFileError(f"{path}: unknown basis {meta.get('basis')!r}")
+    if fmt == FORMAT_V1: return dict(format=fmt, K=K, basis=meta['basis'], share='matrix', seed=seed, orthonormal=False)
+    if meta.get('share') not in SHARES: raise AmplitudeFileError(f"{path}: unknown share {meta.get('share')!r}")
+    return dict(format=fmt, K=K, basis=meta['basis'], share=meta['share'], seed=seed, orthonormal=True)
+
 def read_amplitude_file(path) -> tuple[dict, dict]:
-    "({module: array (rows, K)}, metadata with K and seed as ints), validated."
+    "({module: array (rows, K)}, metadata: format, K, basis, share, seed, orthonormal), validated."
     from safetensors import safe_open
     path = Path(path)
     if not path.is_file(): raise AmplitudeFileError(f"{path}: no such file")
     try:
         with safe_open(str(path), framework='pt') as f:
-            meta = f.metadata() or {}
+            raw_meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e: raise AmplitudeFileError(f"{path}: not a readable safetensors file ({str(e)[:120]})") from None
-    if 'format' not in meta: raise AmplitudeFileError(f"{path}: metadata has no 'format' (expected {FORMAT!r})")
-    if meta['format'] != FORMAT: raise AmplitudeFileError(f"{path}: unknown format {meta['format']!r} (expected {FORMAT!r})")
-    try: K, seed = int(meta['K']), int(meta['seed'])
-    except (KeyError, ValueError): raise AmplitudeFileError(f"{path}: metadata K and seed must be integers, got {meta}") from None
-    if meta.get('basis') not in BASES: raise AmplitudeFileError(f"{path}: unknown basis {meta.get('basis')!r}")
+    except Exception as e:
+        raise AmplitudeFileError(f"{path}: not a readable safetensors file ({str(e)[:120]})") from None
+    meta = _file_meta(path, raw_meta)
     if not tensors: raise AmplitudeFileError(f"{path}: holds no amplitudes")
-    amps = {}
+    amps, K = {}, meta['K']
     for k, t in tensors.items():
-        if not k.endswith('.amplitudes'): raise AmplitudeFileError(f"{path}: tensor {k!r} is not named <module>.amplitudes")
-        if t.ndim != 2 or t.shape[1] != K: raise AmplitudeFileError(f"{path}: {k} has shape {tuple(t.shape)}, expected (rows, {K})")
+        if not k.endswith('.amplitudes'):
+            raise AmplitudeFileError(f"{path}: tensor {k!r} is not named <module>.amplitudes")
+        if t.ndim != 2 or t.shape[1] != K:
+            raise AmplitudeFileError(f"{path}: {k} has shape {tuple(t.shape)}, expected (rows, {K})")
         if not torch.isfinite(t).all(): raise AmplitudeFileError(f"{path}: {k} has NaN or Inf values")
         amps[k.removesuffix('.amplitudes')] = t.float().numpy()
-    return amps, dict(format=FORMAT, K=K, basis=meta['basis'], seed=seed)
+    if meta['format'] == FORMAT_V1:
+        warnings.warn(f"{path}: an {FORMAT_V1} file: its random bases had N(0, 1/n_in) rows, not orthonormal, one per "
+                      "matrix; read as share='matrix', orthonormal=False", stacklevel=2)
+    return amps, meta
 
 def load_amplitudes(path) -> dict:
     "{module name: array (rows, K)} from an amplitudes.safetensors file."
     return read_amplitude_file(path)[0]
+
+# %% ../nbs/02_amplitudes.ipynb #d3e5f7a9
+def file_bases(meta: dict, n_in: dict) -> dict | None:
+    "{name: Φ} regenerated from an amplitude file's metadata and each matrix's input width; None for spectral."
+    if meta['basis'] != 'random': return None
+    K, seed = meta['K'], meta['seed']
+    if meta['format'] == FORMAT_V1: return {n: random_basis_v1(w, K, matrix_seed(seed, n)) for n, w in n_in.items()}
+    return {n: random_basis(w, K, basis_seed(seed, n, w, meta['share'])) for n, w in n_in.items()}
 
 # %% ../nbs/02_amplitudes.ipynb #f75c1d9b
 def save_amplitude_checkpoint(model: GPT, path, tokenizer=None) -> Path:
     "Write base weights, amplitudes (and a spectral basis) of an amplitude-wrapped `model` to `path`."
     from safetensors.torch import save_file
     meta = model.amplitude_meta
+    if meta.get('format', FORMAT) != FORMAT:
+        raise ValueError(f"{path}: these amplitudes were read from an {meta['format']} file; saved as {FORMAT} "
+                         "they would be read back in other bases (keep the original file, or refit)")
     path = save_checkpoint(dense_model(model, merge=False), path, tokenizer)
-    save_amplitudes(get_amplitudes(model), path/'amplitudes.safetensors', meta['basis'], meta['K'], meta['seed'])
+    save_amplitudes(get_amplitudes(model), path/'amplitudes.safetensors', meta['basis'], meta['K'], meta['seed'],
+                    share=meta.get('share', 'kind'))
     if meta['basis'] == 'spectral':
         save_file({n: m.Phi.contiguous() for n, m in amplitude_modules(model).items()}, str(path/'basis.safetensors'))
     return path
 
 def load_amplitude_checkpoint(path) -> GPT:
-    "The amplitude-wrapped GPT stored in checkpoint directory `path`."
+    "The amplitude-wrapped GPT stored in checkpoint directory `path` (its `amplitude_meta` as read from the file)."
     path = Path(path)
     amps, meta = read_amplitude_file(path/'amplitudes.safetensors')
     model = load_checkpoint(path)
-    bases = None
+    try: n_in = {n: model.get_submodule(n).weight.shape[1] for n in amps}
+    except AttributeError as e:
+        raise AmplitudeFileError(f"{path}: amplitudes for a module the model lacks ({e})") from None
+    bases = file_bases(meta, n_in)
     if meta['basis'] == 'spectral':
         from safetensors.torch import load_file
-        if not (path/'basis.safetensors').exists(): raise AmplitudeFileError(f"{path}: a spectral basis needs basis.safetensors beside the amplitudes")
+        if not (path/'basis.safetensors').exists():
+            raise AmplitudeFileError(f"{path}: a spectral basis needs basis.safetensors beside the amplitudes")
         bases = load_file(str(path/'basis.safetensors'))
-    add_amplitudes(model, targets=tuple(amps), K=meta['K'], basis=meta['basis'], seed=meta['seed'], bases=bases)
+    add_amplitudes(model, targets=tuple(amps), K=meta['K'], basis=meta['basis'], seed=meta['seed'], bases=bases,
+                   share=meta['share'])
+    model.amplitude_meta.update(format=meta['format'], orthonormal=meta['orthonormal'])
     return set_amplitudes(model, amps).eval()

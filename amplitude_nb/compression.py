@@ -4,25 +4,26 @@
 
 # %% ../nbs/14_compression.ipynb #a61aabb7
 from __future__ import annotations
-import copy, hashlib, math
+import copy, hashlib
 import numpy as np, pandas as pd
 import torch
 from .model import GPT, GPTConfig, n_params
-from .amplitudes import TARGETS, target_names, amplitude_modules, get_amplitudes, set_amplitudes, dense_model
+from .amplitudes import (TARGETS, target_names, amplitude_modules, get_amplitudes, set_amplitudes,
+                                     dense_model, functional_fidelity)
+from .stats import pca
+from .study import PAPER
 from .train import evaluate
 
 # %% auto #0
-__all__ = ['PAPER_STAGES', 'STAGES', 'raw_params', 'amplitude_counts', 'count_summary', 'pca_basis', 'pca_reconstruct',
-           'subspace_params', 'stored_params', 'compress', 'weight_deltas', 'fidelity', 'rebuild', 'loss_with',
-           'compression_stages', 'with_paper', 'rate_distortion', 'knee', 'sorted_eval_batches', 'per_matrix_k',
-           'global_k']
+__all__ = ['STAGES', 'paper_stages', 'raw_params', 'amplitude_counts', 'count_summary', 'pca_reconstruct', 'subspace_params',
+           'stored_params', 'compress', 'weight_deltas', 'raw_deltas', 'fidelity', 'rebuild', 'loss_with',
+           'compression_stages', 'with_paper', 'rate_distortion', 'knee', 'per_matrix_k', 'global_k']
 
 # %% ../nbs/14_compression.ipynb #8276feda
-PAPER_STAGES = pd.DataFrame([
-    dict(stage='raw', paper_label='Raw model', paper_params=10_200_000, paper_ratio=1),
-    dict(stage='amplitudes', paper_label='L1 amplitudes only', paper_params=16_384, paper_ratio=623),
-    dict(stage='subspace_global', paper_label='Subspace (PR=4.3)', paper_params=14_392, paper_ratio=709),
-])
+def paper_stages() -> pd.DataFrame:
+    "The paper's compression table: stage, paper_label, paper_params, paper_ratio (from `study.PAPER`)."
+    return pd.DataFrame([dict(stage=k, paper_label=v['label'], paper_params=v['params'], paper_ratio=v['ratio'])
+                         for k, v in PAPER['compression'].items()])
 
 # %% ../nbs/14_compression.ipynb #382aaae3
 def _meta_model(cfg: GPTConfig) -> GPT:
@@ -32,6 +33,7 @@ def raw_params(cfg: GPTConfig) -> int:
     "Parameters of the dense GPT of `cfg` (the tied embedding counted once)."
     return n_params(_meta_model(cfg))
 
+# %% ../nbs/14_compression.ipynb #b2c3d4e5
 def amplitude_counts(cfg: GPTConfig, targets=TARGETS, K: int = 8) -> pd.DataFrame:
     "One row per target matrix of `cfg`: its rows, columns and amplitude count rows·K."
     m = _meta_model(cfg)
@@ -39,6 +41,7 @@ def amplitude_counts(cfg: GPTConfig, targets=TARGETS, K: int = 8) -> pd.DataFram
             for n in target_names(m, targets) for w in [m.get_submodule(n).weight]]
     return pd.DataFrame(recs)
 
+# %% ../nbs/14_compression.ipynb #d4e5f6a7
 def count_summary(cfg: GPTConfig, K: int = 8, targets_sets=(TARGETS, ('attn.c_proj',))) -> pd.DataFrame:
     "Raw parameters, amplitude count and ratio of `cfg` for each set of targets."
     raw = raw_params(cfg)
@@ -50,23 +53,15 @@ def count_summary(cfg: GPTConfig, K: int = 8, targets_sets=(TARGETS, ('attn.c_pr
     return pd.DataFrame(out)
 
 # %% ../nbs/14_compression.ipynb #7039de60
-def pca_basis(A) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "(mean row μ, eigenvalues λ descending, eigenvectors V as columns) of the rows of `A` (n × K), float64."
-    A = np.asarray(A, dtype=np.float64)
-    mu = A.mean(0)
-    X = A - mu
-    lam, V = np.linalg.eigh(X.T @ X / max(len(A) - 1, 1))
-    o = np.argsort(lam)[::-1]
-    return mu, lam[o], V[:, o]
-
 def pca_reconstruct(A, k: int) -> np.ndarray:
     "The rows of `A` rebuilt from their top-`k` principal components: μ + (A − μ) V_k V_kᵀ (float32)."
     A = np.asarray(A, dtype=np.float64)
     if not 0 <= k <= A.shape[1]: raise ValueError(f"k={k} is outside 0..{A.shape[1]}")
-    mu, _, V = pca_basis(A)
+    mu, _, V = pca(A)
     Vk = V[:, :k]
     return (mu + (A - mu) @ Vk @ Vk.T).astype(np.float32)
 
+# %% ../nbs/14_compression.ipynb #e5f6a7b8
 def subspace_params(rows: int, k: int, K: int, mean: bool = True) -> int:
     "Numbers a k-dimensional subspace of `rows` amplitude rows stores: scores, basis and (if `mean`) the mean row."
     return rows * k + k * K + (K if mean else 0)
@@ -93,7 +88,8 @@ def compress(amps: dict, k, shared: bool = False) -> tuple[dict, int]:
         return out, cost
     ks = k if isinstance(k, dict) else {n: k for n in names}
     if bad := {n: v for n, v in ks.items() if not 0 <= v <= K}: raise ValueError(f"k outside 0..{K}: {bad}")
-    if set(ks) != set(names): raise ValueError(f"k is given for {sorted(set(ks) ^ set(names))[:3]}, not for the amplitudes' matrices")
+    if set(ks) != set(names):
+        raise ValueError(f"k is given for {sorted(set(ks) ^ set(names))[:3]}, not for the amplitudes' matrices")
     out, total = {}, 0
     for n in names:
         cost, use = stored_params(len(amps[n]), ks[n], K)
@@ -107,13 +103,20 @@ def weight_deltas(model, amps: dict) -> dict:
     mods = amplitude_modules(model)
     return {n: torch.as_tensor(np.asarray(a)).double() @ mods[n].Phi.double() for n, a in amps.items()}
 
+def raw_deltas(model, raw: GPT) -> dict:
+    "{matrix: W_raw − W0 (float64)} of the dense `raw` over the target matrices of the amplitude-wrapped `model`."
+    return {n: raw.get_submodule(n).weight.detach().double() - m.weight.detach().double()
+            for n, m in amplitude_modules(model).items()}
+
 def fidelity(target: dict, approx: dict) -> float:
     "1 − Σ‖approx − target‖²_F / Σ‖target‖²_F over matching dicts of weight updates."
-    err = sum(float((torch.as_tensor(approx[n]).double() - torch.as_tensor(target[n]).double()).pow(2).sum()) for n in target)
-    tot = sum(float(torch.as_tensor(target[n]).double().pow(2).sum()) for n in target)
+    t = {n: torch.as_tensor(v).double() for n, v in target.items()}
+    err = sum(float((torch.as_tensor(approx[n]).double() - t[n]).pow(2).sum()) for n in t)
+    tot = sum(float(v.pow(2).sum()) for v in t.values())
     if tot == 0: return 1.0 if err == 0 else float('-inf')
     return 1.0 - err / tot
 
+# %% ../nbs/14_compression.ipynb #c0e1f2a3
 def rebuild(model, amps: dict):
     "A copy of the amplitude-wrapped `model` with amplitudes `amps`: base + rebuilt update."
     return set_amplitudes(copy.deepcopy(model), {n: np.asarray(a, dtype=np.float32) for n, a in amps.items()})
@@ -140,34 +143,43 @@ def loss_with(model, amps: dict, batches, cache: dict | None = None) -> float:
 STAGES = ('raw', 'amplitudes', 'subspace_global', 'subspace_per_matrix', 'base')
 
 @torch.no_grad()
-def compression_stages(model, batches, k_global: int, k_matrix: dict, cache: dict | None = None) -> pd.DataFrame:
-    "One row per stage of `STAGES`: stage, params, ratio, fidelity, test_loss, k, gain_kept."
+def compression_stages(model, batches, k_global: int, k_matrix: dict, cache: dict | None = None,
+                       raw: GPT | None = None) -> pd.DataFrame:
+    "One row per stage of `STAGES`: params, ratio, fidelity(_to_raw), test_loss, gap_to_raw, k, (raw_)gain_kept."
     amps = get_amplitudes(model)
     K = next(iter(amps.values())).shape[1]
     target = weight_deltas(model, amps)
-    dense = dense_model(model, merge=True)
-    raw = n_params(dense)
-    mods = amplitude_modules(model)
-    merged = {n: dense.get_submodule(n).weight.double() - m.weight.double() for n, m in mods.items()}
+    merged = raw is None
+    raw = dense_model(model, merge=True) if merged else raw.eval()
+    if raw.config != model.config:
+        raise ValueError(f"the raw checkpoint's config {raw.config} is not the model's {model.config}")
+    n_raw, raw_target = n_params(raw), raw_deltas(model, raw)
     g_amps, g_cost = compress(amps, k_global, shared=True)
     m_amps, m_cost = compress(amps, k_matrix)
     zeros = {n: np.zeros_like(a) for n, a in amps.items()}
-    recs = [dict(stage='raw', params=raw, fidelity=fidelity(target, merged), test_loss=evaluate(dense, batches), k=np.nan)]
+    recs = [dict(stage='raw', params=n_raw, fidelity=fidelity(target, raw_target) if merged else np.nan,
+                 fidelity_to_raw=1.0, test_loss=evaluate(raw, batches), k=np.nan)]
     for stage, a, cost, k in [('amplitudes', amps, sum(v.size for v in amps.values()), K),
                               ('subspace_global', g_amps, g_cost, k_global),
                               ('subspace_per_matrix', m_amps, m_cost, float(np.mean(list(k_matrix.values())))),
                               ('base', zeros, 0, 0)]:
-        recs.append(dict(stage=stage, params=int(cost), fidelity=fidelity(target, weight_deltas(model, a)),
-                         test_loss=loss_with(model, a, batches, cache), k=k))
+        delta = weight_deltas(model, a)
+        recs.append(dict(stage=stage, params=int(cost), fidelity=fidelity(target, delta),
+                         fidelity_to_raw=fidelity(raw_target, delta),
+                         test_loss=loss_with(model, a, batches, cache=cache), k=k))
     df = pd.DataFrame(recs)
-    df.insert(2, 'ratio', [raw / p if p else np.inf for p in df.params])
-    l_amp, l_base = df.test_loss[1], df.test_loss[4]
+    df.insert(2, 'ratio', [n_raw / p if p else np.inf for p in df.params])
+    l_raw, l_amp, l_base = df.test_loss[0], df.test_loss[1], df.test_loss[4]
+    df.insert(6, 'gap_to_raw', df.test_loss - l_raw)
     df['gain_kept'] = (l_base - df.test_loss) / (l_base - l_amp) if l_base != l_amp else np.nan
+    df['raw_gain_kept'] = [functional_fidelity(l_base, l_raw, l) for l in df.test_loss]
     return df
 
+# %% ../nbs/14_compression.ipynb #f3b4c5d6
 def with_paper(stages: pd.DataFrame) -> pd.DataFrame:
     "`stages` with the paper's published counts and ratios beside them (blank where the paper has none)."
-    return stages.merge(PAPER_STAGES, on='stage', how='left').astype({'paper_params': 'Int64', 'paper_ratio': 'Int64'})
+    out = stages.merge(paper_stages(), on='stage', how='left')
+    return out.astype({'paper_params': 'Int64', 'paper_ratio': 'Int64'})
 
 # %% ../nbs/14_compression.ipynb #797c931b
 @torch.no_grad()
@@ -182,9 +194,11 @@ def rate_distortion(model, batches, k_grid=None, cache: dict | None = None) -> p
         for k in k_grid:
             a, cost = compress(amps, k, shared=scheme == 'global')
             recs.append(dict(scheme=scheme, k=k, params=int(cost), ratio=raw / cost,
-                             fidelity=fidelity(target, weight_deltas(model, a)), test_loss=loss_with(model, a, batches, cache)))
+                             fidelity=fidelity(target, weight_deltas(model, a)),
+                             test_loss=loss_with(model, a, batches, cache=cache)))
     return pd.DataFrame(recs)
 
+# %% ../nbs/14_compression.ipynb #c6e7f8a9
 def knee(rd: pd.DataFrame, amp_loss: float, base_loss: float, tolerance: float = 0.05) -> pd.DataFrame:
     "Per scheme, the smallest k whose test loss is within `tolerance` of the amplitudes' gain over the base."
     limit = amp_loss + tolerance * max(base_loss - amp_loss, 0.0) + 1e-6 * abs(amp_loss)
@@ -196,18 +210,13 @@ def knee(rd: pd.DataFrame, amp_loss: float, base_loss: float, tolerance: float =
                         fidelity=row.fidelity, test_loss=row.test_loss, loss_limit=limit, within=bool(len(ok))))
     return pd.DataFrame(out)
 
-# %% ../nbs/14_compression.ipynb #97472113
-def sorted_eval_batches(sft, batch_size: int) -> list:
-    "Batches of all pairs of `sft`, shortest first, so that each batch pads little."
-    order = sorted(range(len(sft)), key=lambda i: (len(sft.seqs[i]), i))
-    return [sft.batch(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
-
 # %% ../nbs/14_compression.ipynb #ab2e7809
 def per_matrix_k(gradient_table: pd.DataFrame) -> dict:
-    "{matrix: k_m} from a `layer_gradient` table: 1 if crystallizable, else the matrix's own k95 (0 if it has no variance)."
+    "{matrix: k_m} from a `layer_gradient` table: 1 if crystallizable, else its own k95 (0 if it has no variance)."
     return {r.matrix: 1 if r['class'] == 'crystallizable' else int(r.k95) if pd.notna(r.k95) else 0
             for _, r in gradient_table.iterrows()}
 
+# %% ../nbs/14_compression.ipynb #b7f8a9b0
 def global_k(table: pd.DataFrame) -> int:
     "The k95 of all amplitude rows stacked: the 'global' row of a `structure_table`."
     k = table.set_index('matrix').loc['global', 'k95']
