@@ -4,7 +4,7 @@
 
 # %% ../nbs/20_pipeline.ipynb #6545a1a2
 from __future__ import annotations
-import contextlib, copy, glob, html as html_lib, json, os, shutil, signal, sys, tempfile, threading, time
+import contextlib, copy, glob, html as html_lib, json, math, os, shutil, signal, sys, tempfile, threading, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import amplitude_nb
@@ -15,8 +15,8 @@ from .results import collect_metrics, to_jsonable
 __all__ = ['KERNEL', 'OFFLINE_TEMPLATE', 'notebook_dir', 'skipped_sections', 'section_params', 'kernel_spec',
            'kernel_manager_class', 'kill_kernels', 'without_slow_cells', 'RunError', 'execute', 'mathml',
            'offline_exporter', 'to_html', 'network_loads', 'RunFolderError', 'check_out', 'clean_stale', 'run_sections',
-           'base_info', 'reproduce', 'find_tokenizer', 'choose_tokenizer', 'fit_records', 'functional_fidelity',
-           'heldout_losses', 'Prepared', 'prepare_checkpoint', 'run']
+           'base_info', 'reproduce', 'find_tokenizer', 'choose_tokenizer', 'heldout_losses', 'Prepared',
+           'prepare_checkpoint', 'run']
 
 # %% ../nbs/20_pipeline.ipynb #7835d46e
 def notebook_dir() -> Path:
@@ -37,7 +37,7 @@ def skipped_sections(have: dict, skip: dict | None = None) -> dict:
         if why: out[s.name] = '; '.join(dict.fromkeys(why))
     return out
 
-# %% ../nbs/20_pipeline.ipynb #79ae0c21
+# %% ../nbs/20_pipeline.ipynb #7fdbe945
 def section_params(section: str, checkpoint, out_dir, *, sizes='paper', corpus=None, sft=None, seed=0,
                    schedule_path=None, raw_checkpoint=None) -> dict:
     "The papermill parameters of `section` for one run; `sizes`: the profile whose statistics sizes to use."
@@ -83,7 +83,7 @@ def kernel_spec():
         else: os.environ['JUPYTER_PATH'] = old
         shutil.rmtree(d, ignore_errors=True)
 
-# %% ../nbs/20_pipeline.ipynb #c39c88cc
+# %% ../nbs/20_pipeline.ipynb #fb44956c
 _LIVE_KERNELS = set()
 
 def kernel_manager_class():
@@ -110,7 +110,7 @@ def kill_kernels() -> int:
         _LIVE_KERNELS.discard(km)
     return n
 
-# %% ../nbs/20_pipeline.ipynb #c5782184
+# %% ../nbs/20_pipeline.ipynb #fa54284a
 def without_slow_cells(nb: Path, dst: Path) -> Path:
     "A copy of notebook `nb` at `dst` without the cells flagged `#| slow`."
     import nbformat
@@ -119,7 +119,7 @@ def without_slow_cells(nb: Path, dst: Path) -> Path:
     nbformat.write(book, dst)
     return dst
 
-# %% ../nbs/20_pipeline.ipynb #0ed70989
+# %% ../nbs/20_pipeline.ipynb #f137d1d2
 class RunError(RuntimeError):
     "A section notebook failed; the failed run is kept for inspection."
 
@@ -133,7 +133,8 @@ def execute(nb: Path, out: Path, params: dict, *, progress=True, log=print, skip
     "Execute notebook `nb` into `out` with `params` (under `kernel_spec`); returns seconds; RunError on failure."
     import papermill as pm
     t, box = time.time(), {}
-    src = without_slow_cells(nb, Path(scratch or tempfile.gettempdir())/f'.src-{os.getpid()}-{nb.name}') if skip_slow else nb
+    trimmed = Path(scratch or tempfile.gettempdir())/f'.src-{os.getpid()}-{nb.name}'
+    src = without_slow_cells(nb, trimmed) if skip_slow else nb
     def work():
         try: pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=KERNEL, progress_bar=progress,
                                  cwd=str(nb.parent), log_output=False, kernel_manager_class=kernel_manager_class())
@@ -154,14 +155,14 @@ def execute(nb: Path, out: Path, params: dict, *, progress=True, log=print, skip
     log(f"{nb.name:24} {time.time() - t:7.1f} s  ok")
     return time.time() - t
 
-# %% ../nbs/20_pipeline.ipynb #62c5b87e
+# %% ../nbs/20_pipeline.ipynb #78095ff3
 def mathml(tex: str, display='inline') -> str:
     "MathML for the LaTeX `tex`; the TeX itself in <code> if it cannot be converted."
     from latex2mathml.converter import convert
     try: return convert(tex, display=display)
     except Exception: return f'<code>{html_lib.escape(tex)}</code>'
 
-# %% ../nbs/20_pipeline.ipynb #22b3aa99
+# %% ../nbs/20_pipeline.ipynb #e6f8bdfd
 OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
@@ -177,7 +178,8 @@ def offline_exporter():
     class MathMLRenderer(IPythonRenderer):
         def inline_math(self, body): return mathml(body)
         def block_math(self, body): return mathml(body, display='block')
-        def latex_environment(self, name, body): return mathml(f"\\begin{{{name}}}{body}\\end{{{name}}}", display='block')
+        def latex_environment(self, name, body):
+            return mathml(f"\\begin{{{name}}}{body}\\end{{{name}}}", display='block')
     class OfflineHTMLExporter(HTMLExporter):
         @jinja2.pass_context
         def markdown2html(self, context, source):
@@ -187,10 +189,10 @@ def offline_exporter():
                                path=path, anchor_link_text=self.anchor_link_text,
                                exclude_anchor_links=self.exclude_anchor_links)
             return MarkdownWithMath(renderer=r).render(source)
-    return OfflineHTMLExporter(embed_images=True, extra_loaders=[jinja2.DictLoader({'offline.html.j2': OFFLINE_TEMPLATE})],
-                               template_file='offline.html.j2')
+    loader = jinja2.DictLoader({'offline.html.j2': OFFLINE_TEMPLATE})
+    return OfflineHTMLExporter(embed_images=True, extra_loaders=[loader], template_file='offline.html.j2')
 
-# %% ../nbs/20_pipeline.ipynb #848a46da
+# %% ../nbs/20_pipeline.ipynb #96575fe5
 def to_html(ipynb: Path) -> Path:
     "A self-contained, offline HTML copy of an executed notebook, beside it."
     import nbformat
@@ -198,7 +200,7 @@ def to_html(ipynb: Path) -> Path:
     out = Path(ipynb).with_suffix('.html'); out.write_text(html, encoding='utf-8')
     return out
 
-# %% ../nbs/20_pipeline.ipynb #e70c481f
+# %% ../nbs/20_pipeline.ipynb #1efae80f
 def network_loads(html: str) -> list[str]:
     "The scripts, stylesheets and imports in `html` that a browser would fetch from the network."
     import re
@@ -206,7 +208,7 @@ def network_loads(html: str) -> list[str]:
             r'@import\s+(?:url\()?["\']?((?:https?:)?//[^"\')]+)', r'\bimport\(?\s*["\']((?:https?:)?//[^"\']+)']
     return [m for p in pats for m in re.findall(p, html)]
 
-# %% ../nbs/20_pipeline.ipynb #2b84ec95
+# %% ../nbs/20_pipeline.ipynb #1b0f4e97
 class RunFolderError(ValueError):
     "The run folder cannot be used: it names an existing file."
 
@@ -217,7 +219,7 @@ def check_out(out) -> Path:
         raise RunFolderError(f"{out}: exists and is not a folder; --out names the run folder to write")
     return out
 
-# %% ../nbs/20_pipeline.ipynb #0f6fd694
+# %% ../nbs/20_pipeline.ipynb #c4906bdd
 def clean_stale(out: Path, log=print) -> list[Path]:
     "Remove `<out>.tmp-<pid>` and `<out>.old-<pid>` folders whose process is gone (killed runs); returns them."
     out, gone = Path(out), []
@@ -241,7 +243,7 @@ def _write_report(run_dir: Path, metrics: dict) -> list[Path]:
     if hasattr(report, 'write_html'): paths.append(report.write_html(run_dir))
     return [Path(p) for p in paths if p]
 
-# %% ../nbs/20_pipeline.ipynb #516e275e
+# %% ../nbs/20_pipeline.ipynb #65c3440b
 def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict | None = None, sections=None,
                  sizes='paper', corpus=None, sft=None, seed=0, raw_checkpoint=None, extra: dict | None = None,
                  files: dict | None = None, timing: dict | None = None, started=None, progress=True, html=True,
@@ -291,7 +293,7 @@ def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict |
     for p in reports: log(f"{p.name:24} {out/p.name}")
     return out
 
-# %% ../nbs/20_pipeline.ipynb #13a94cf6
+# %% ../nbs/20_pipeline.ipynb #f9f92c2b
 def base_info(base_dir) -> dict:
     "`base_train_tokens` and `base_val_loss` from a base checkpoint's provenance.json (None when absent)."
     p = Path(base_dir)/'provenance.json' if base_dir is not None else None
@@ -304,7 +306,7 @@ def _phase(name: str, t: float, note: str = '', log=print):
     log(f"{name:24} {time.time() - t:7.1f} s  ok" + (f"  ({note})" if note else ''))
 
 def reproduce(profile='paper', out=None, sections=None, progress=True, html=True, log=print) -> Path:
-    "Build the reference checkpoints of `profile` and run every section notebook into `out` (default reports/<profile>)."
+    "The reference checkpoints of `profile` (built once), then every section notebook into `out` (reports/<profile>)."
     from amplitude_nb.train import reference_checkpoints, profile_data, get_profile
     started = time.time()
     prof = get_profile(profile)
@@ -313,7 +315,8 @@ def reproduce(profile='paper', out=None, sections=None, progress=True, html=True
     log(f"reproduce --profile {prof.name} into {out}: corpus, tokenizer and checkpoints (cached after the first run), "
         f"then {len(sections)} section notebooks")
     t = time.time(); data.default_corpus(); _phase('corpus', t, log=log)
-    t = time.time(); corpus, tok, _ = profile_data(prof); _phase('tokenizer', t, f"vocabulary {tok.get_vocab_size():,}", log)
+    t = time.time(); corpus, tok, _ = profile_data(prof)
+    _phase('tokenizer', t, f"vocabulary {tok.get_vocab_size():,}", log)
     t = time.time(); refs = reference_checkpoints(prof, progress)
     built = any((d/'provenance.json').stat().st_mtime >= t for d in refs.values())
     _phase('checkpoints', t, refs['amplitudes'].name + ('' if built else ', cached'), log)
@@ -336,9 +339,9 @@ def find_tokenizer(d: Path):
         return tok
     return None
 
-# %% ../nbs/20_pipeline.ipynb #690aa4b7
+# %% ../nbs/20_pipeline.ipynb #8ae2cb25
 def choose_tokenizer(tokenizer=None, checkpoint=None, base=None) -> tuple:
-    "(Tokenizer or None, where it came from or why there is none): the named one, else the checkpoint's, else the base's."
+    "(Tokenizer or None, its source or why there is none): the one named, else the checkpoint's, else the base's."
     if tokenizer is not None:
         if not isinstance(tokenizer, (str, os.PathLike)): return tokenizer, 'given'
         return data.load_tokenizer(Path(tokenizer).resolve()), str(Path(tokenizer).resolve())
@@ -348,28 +351,7 @@ def choose_tokenizer(tokenizer=None, checkpoint=None, base=None) -> tuple:
     where = ' or '.join(str(d) for d in (checkpoint, base) if d is not None)
     return None, f"no tokenizer (--tokenizer, or tokenizer.json / vocab.json + merges.txt in {where})"
 
-# %% ../nbs/20_pipeline.ipynb #7e08fab8
-def fit_records(model, base, bases: dict) -> list[dict]:
-    "Per target: {matrix, fidelity, fidelity_chance, fidelity_bound} of the update model − base seen through `bases`."
-    import torch
-    from amplitude_nb.amplitudes import fit_amplitudes
-    out = []
-    for n, Phi in bases.items():
-        W = model.get_submodule(n).weight.detach().double()
-        dW = W - (base.get_submodule(n).weight.detach().double() if base is not None else 0)
-        _, fid = fit_amplitudes(W, None if base is None else base.get_submodule(n).weight.detach(), Phi)
-        s2 = torch.linalg.svdvals(dW).pow(2)
-        K = Phi.shape[0]
-        out.append(dict(matrix=n, fidelity=fid, fidelity_chance=K / Phi.shape[1],
-                        fidelity_bound=(s2[:K].sum() / s2.sum()).item() if s2.sum() > 0 else 1.0))
-    return out
-
-def functional_fidelity(loss_base: float, loss_checkpoint: float, loss_amplitudes: float) -> float | None:
-    "The share of the checkpoint's held-out loss gain over the base that base + AΦ keeps (None without a gain)."
-    gain = loss_base - loss_checkpoint
-    return None if not gain > 0 else (loss_base - loss_amplitudes) / gain
-
-# %% ../nbs/20_pipeline.ipynb #cecaed9a
+# %% ../nbs/20_pipeline.ipynb #350e7bc1
 def heldout_losses(models: dict, tok, n_ctx: int, sft=None, n=128, batch_size=16) -> dict | None:
     "{name: mean loss} of each model on (up to `n` pairs of) the SFT validation split; None if it is empty."
     from amplitude_nb.train import evaluate
@@ -379,7 +361,7 @@ def heldout_losses(models: dict, tok, n_ctx: int, sft=None, n=128, batch_size=16
     batches = data.eval_batches(sd, batch_size, n=n, seed=0)
     return {k: evaluate(m, batches) for k, m in models.items()}
 
-# %% ../nbs/20_pipeline.ipynb #4d041b1e
+# %% ../nbs/20_pipeline.ipynb #98aeb290
 @dataclass
 class Prepared:
     "A checkpoint made ready for the section notebooks."
@@ -390,7 +372,7 @@ class Prepared:
     raw: Path | None = None             # the fine-tuned checkpoint itself, for §5's raw stage
     base_dir: Path | None = None
 
-# %% ../nbs/20_pipeline.ipynb #8576e53d
+# %% ../nbs/20_pipeline.ipynb #e2cd6f96
 def _save_fitted(amps: dict, path: Path, K: int, seed: int, provenance: dict) -> Path:
     "The fitted amplitudes as an amplitude file whose metadata also says where they came from."
     from safetensors import safe_open
@@ -401,13 +383,13 @@ def _save_fitted(amps: dict, path: Path, K: int, seed: int, provenance: dict) ->
     save_file(load_file(str(path)), str(path), metadata={**meta, **{k: str(v) for k, v in provenance.items()}})
     return path
 
-# %% ../nbs/20_pipeline.ipynb #ebaa85fe
+# %% ../nbs/20_pipeline.ipynb #d31172a4
 def prepare_checkpoint(checkpoint, base=None, work: Path = None, *, tokenizer=None, sft=None, K=8, seed=0,
                        log=print) -> Prepared:
     "Make `checkpoint` ready for the notebooks in `work`: fit its amplitudes against `base` when it has none."
     from amplitude_nb.model import load_checkpoint, save_checkpoint, GPT
-    from amplitude_nb.amplitudes import (fit_model_amplitudes, add_amplitudes, set_amplitudes, make_bases,
-                                         target_names, read_amplitude_file)
+    from amplitude_nb.amplitudes import (fit_model_amplitudes, add_amplitudes, set_amplitudes, make_bases, target_names,
+                                         read_amplitude_file, fit_records, functional_fidelity)
     checkpoint, work = Path(checkpoint).resolve(), Path(work)
     base = Path(base).resolve() if base is not None else None
     tok, where = choose_tokenizer(tokenizer, checkpoint, base)
@@ -426,8 +408,9 @@ def prepare_checkpoint(checkpoint, base=None, work: Path = None, *, tokenizer=No
     if base_model is not None and base_model.config != model.config:
         raise ValueError(f"{base}: the base's config {base_model.config} differs from the checkpoint's {model.config}")
     _check_vocab(tok, model, have)
-    amps, _ = fit_model_amplitudes(model, base_model, K=K, seed=seed)
-    records = fit_records(model, base_model, make_bases(model, target_names(model), K, 'random', seed))
+    bases = make_bases(model, target_names(model), K=K, basis='random', seed=seed)
+    amps, _ = fit_model_amplitudes(model, base_model, K=K, seed=seed, bases=bases)
+    records = fit_records(model, base_model, bases)
     for r in records:
         log(f"  fitted {r['matrix']:36} fidelity {r['fidelity']:.4f} (chance {r['fidelity_chance']:.4f}, "
             f"bound {r['fidelity_bound']:.4f})")
@@ -438,11 +421,14 @@ def prepare_checkpoint(checkpoint, base=None, work: Path = None, *, tokenizer=No
     if base_model is None: have['base'] = "no base checkpoint (--base): amplitudes fitted against W0 = 0"
     fit = dict(matrices=records, functional_fidelity=None, heldout_losses=None)
     if base_model is not None and have['tokenizer'] is None:
-        fitted = set_amplitudes(add_amplitudes(copy.deepcopy(base_model), K=K, seed=seed), amps)
-        losses = heldout_losses(dict(base=base_model, checkpoint=model, amplitudes=fitted), tok, model.config.n_ctx, sft)
-        if losses: fit.update(heldout_losses=losses, functional_fidelity=functional_fidelity(
-            losses['base'], losses['checkpoint'], losses['amplitudes']))
-    _phase('checkpoint', t, f"amplitudes fitted, functional fidelity {fit['functional_fidelity']}", log)
+        fitted = set_amplitudes(add_amplitudes(copy.deepcopy(base_model), K=K, seed=seed, bases=bases), amps)
+        models = dict(base=base_model, checkpoint=model, amplitudes=fitted)
+        losses = heldout_losses(models, tok, model.config.n_ctx, sft)
+        if losses:
+            ff = functional_fidelity(losses['base'], losses['checkpoint'], losses['amplitudes'])
+            fit.update(heldout_losses=losses, functional_fidelity=ff if math.isfinite(ff) else None)
+    ff = fit['functional_fidelity']
+    _phase('checkpoint', t, 'amplitudes fitted; functional fidelity ' + ('—' if ff is None else f"{ff:.3f}"), log)
     return Prepared(d, have, fit=fit, amplitudes=d/'amplitudes.safetensors', raw=checkpoint, base_dir=base)
 
 def _check_vocab(tok, model, have: dict):
@@ -450,7 +436,7 @@ def _check_vocab(tok, model, have: dict):
         have['tokenizer'] = (f"the tokenizer has {tok.get_vocab_size():,} tokens, more than the model's vocabulary "
                              f"of {model.config.vocab_size:,}")
 
-# %% ../nbs/20_pipeline.ipynb #ca25c59e
+# %% ../nbs/20_pipeline.ipynb #9031e9b8
 def run(checkpoint, base=None, corpus=None, *, sft=None, out=None, tokenizer=None, skip=None, K=8, seed=0,
         sections=None, sizes='paper', progress=True, html=True, log=print) -> Path:
     "The section notebooks on someone else's checkpoint, into `out` (default reports/<checkpoint name>)."
