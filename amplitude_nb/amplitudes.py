@@ -354,8 +354,8 @@ def save_amplitude_checkpoint(model: GPT, path, tokenizer=None) -> Path:
         raise ValueError(f"{path}: these amplitudes were read from an {meta['format']} file; saved as {FORMAT} "
                          "they would be read back in other bases (keep the original file, or refit)")
     path = save_checkpoint(dense_model(model, merge=False), path, tokenizer)
-    save_amplitudes(get_amplitudes(model), path/'amplitudes.safetensors', meta['basis'], meta['K'], meta['seed'],
-                    share=meta.get('share', 'kind'))
+    save_amplitudes(get_amplitudes(model), path/'amplitudes.safetensors', basis=meta['basis'], K=meta['K'],
+                    seed=meta['seed'], share=meta.get('share', 'kind'))
     if meta['basis'] == 'spectral':
         save_file({n: m.Phi.contiguous() for n, m in amplitude_modules(model).items()}, str(path/'basis.safetensors'))
     return path

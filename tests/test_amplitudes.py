@@ -76,3 +76,17 @@ def test_fidelity_chance_and_bound():
 def test_functional_fidelity():
     assert functional_fidelity(4.0, 3.0, 3.75) == 0.25
     assert math.isnan(functional_fidelity(4.0, 4.0, 3.0))
+
+def test_noise_update_at_chance_gpt2_width():
+    "A 'fine-tune' that is the base plus i.i.d. noise, at GPT-2-small width: every matrix's fidelity is at K/n_in."
+    from amplitude_nb.amplitudes import fit_records
+    torch.manual_seed(0)
+    base = GPT(GPTConfig(vocab_size=16, n_ctx=8, n_embd=768, n_layer=1, n_head=12))
+    noisy = GPT(base.config); noisy.load_state_dict(base.state_dict())
+    with torch.no_grad():
+        for p in noisy.parameters(): p.add_(0.01 * torch.randn_like(p))
+    recs = fit_records(noisy, base, make_bases(base, target_names(base), K=8, seed=0))
+    for r in recs:
+        assert r['fidelity_chance'] == 8 / 768
+        assert abs(r['fidelity'] / r['fidelity_chance'] - 1) < 0.15, r
+        assert r['fidelity_bound'] > 1.5 * r['fidelity_chance']
