@@ -37,7 +37,7 @@ def skipped_sections(have: dict, skip: dict | None = None) -> dict:
         if why: out[s.name] = '; '.join(dict.fromkeys(why))
     return out
 
-# %% ../nbs/20_pipeline.ipynb #7fdbe945
+# %% ../nbs/20_pipeline.ipynb #08705cc2
 def section_params(section: str, checkpoint, out_dir, *, sizes='paper', corpus=None, sft=None, seed=0,
                    schedule_path=None, raw_checkpoint=None) -> dict:
     "The papermill parameters of `section` for one run; `sizes`: the profile whose statistics sizes to use."
@@ -83,7 +83,7 @@ def kernel_spec():
         else: os.environ['JUPYTER_PATH'] = old
         shutil.rmtree(d, ignore_errors=True)
 
-# %% ../nbs/20_pipeline.ipynb #fb44956c
+# %% ../nbs/20_pipeline.ipynb #e1cab5d3
 _LIVE_KERNELS = set()
 
 def kernel_manager_class():
@@ -110,7 +110,7 @@ def kill_kernels() -> int:
         _LIVE_KERNELS.discard(km)
     return n
 
-# %% ../nbs/20_pipeline.ipynb #fa54284a
+# %% ../nbs/20_pipeline.ipynb #92e869a8
 def without_slow_cells(nb: Path, dst: Path) -> Path:
     "A copy of notebook `nb` at `dst` without the cells flagged `#| slow`."
     import nbformat
@@ -119,7 +119,7 @@ def without_slow_cells(nb: Path, dst: Path) -> Path:
     nbformat.write(book, dst)
     return dst
 
-# %% ../nbs/20_pipeline.ipynb #f137d1d2
+# %% ../nbs/20_pipeline.ipynb #0cbb3922
 class RunError(RuntimeError):
     "A section notebook failed; the failed run is kept for inspection."
 
@@ -155,14 +155,14 @@ def execute(nb: Path, out: Path, params: dict, *, progress=True, log=print, skip
     log(f"{nb.name:24} {time.time() - t:7.1f} s  ok")
     return time.time() - t
 
-# %% ../nbs/20_pipeline.ipynb #78095ff3
+# %% ../nbs/20_pipeline.ipynb #57af5d90
 def mathml(tex: str, display='inline') -> str:
     "MathML for the LaTeX `tex`; the TeX itself in <code> if it cannot be converted."
     from latex2mathml.converter import convert
     try: return convert(tex, display=display)
     except Exception: return f'<code>{html_lib.escape(tex)}</code>'
 
-# %% ../nbs/20_pipeline.ipynb #e6f8bdfd
+# %% ../nbs/20_pipeline.ipynb #bae5c46e
 OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
@@ -192,7 +192,7 @@ def offline_exporter():
     loader = jinja2.DictLoader({'offline.html.j2': OFFLINE_TEMPLATE})
     return OfflineHTMLExporter(embed_images=True, extra_loaders=[loader], template_file='offline.html.j2')
 
-# %% ../nbs/20_pipeline.ipynb #96575fe5
+# %% ../nbs/20_pipeline.ipynb #ce4f8f0e
 def to_html(ipynb: Path) -> Path:
     "A self-contained, offline HTML copy of an executed notebook, beside it."
     import nbformat
@@ -200,7 +200,7 @@ def to_html(ipynb: Path) -> Path:
     out = Path(ipynb).with_suffix('.html'); out.write_text(html, encoding='utf-8')
     return out
 
-# %% ../nbs/20_pipeline.ipynb #1efae80f
+# %% ../nbs/20_pipeline.ipynb #94e745fa
 def network_loads(html: str) -> list[str]:
     "The scripts, stylesheets and imports in `html` that a browser would fetch from the network."
     import re
@@ -208,7 +208,7 @@ def network_loads(html: str) -> list[str]:
             r'@import\s+(?:url\()?["\']?((?:https?:)?//[^"\')]+)', r'\bimport\(?\s*["\']((?:https?:)?//[^"\']+)']
     return [m for p in pats for m in re.findall(p, html)]
 
-# %% ../nbs/20_pipeline.ipynb #1b0f4e97
+# %% ../nbs/20_pipeline.ipynb #9484fb9e
 class RunFolderError(ValueError):
     "The run folder cannot be used: it names an existing file."
 
@@ -219,7 +219,7 @@ def check_out(out) -> Path:
         raise RunFolderError(f"{out}: exists and is not a folder; --out names the run folder to write")
     return out
 
-# %% ../nbs/20_pipeline.ipynb #c4906bdd
+# %% ../nbs/20_pipeline.ipynb #533ba35e
 def clean_stale(out: Path, log=print) -> list[Path]:
     "Remove `<out>.tmp-<pid>` and `<out>.old-<pid>` folders whose process is gone (killed runs); returns them."
     out, gone = Path(out), []
@@ -243,7 +243,7 @@ def _write_report(run_dir: Path, metrics: dict) -> list[Path]:
     if hasattr(report, 'write_html'): paths.append(report.write_html(run_dir))
     return [Path(p) for p in paths if p]
 
-# %% ../nbs/20_pipeline.ipynb #65c3440b
+# %% ../nbs/20_pipeline.ipynb #562edcf1
 def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict | None = None, sections=None,
                  sizes='paper', corpus=None, sft=None, seed=0, raw_checkpoint=None, extra: dict | None = None,
                  files: dict | None = None, timing: dict | None = None, started=None, progress=True, html=True,
@@ -293,7 +293,7 @@ def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict |
     for p in reports: log(f"{p.name:24} {out/p.name}")
     return out
 
-# %% ../nbs/20_pipeline.ipynb #f9f92c2b
+# %% ../nbs/20_pipeline.ipynb #f76b044e
 def base_info(base_dir) -> dict:
     "`base_train_tokens` and `base_val_loss` from a base checkpoint's provenance.json (None when absent)."
     p = Path(base_dir)/'provenance.json' if base_dir is not None else None
@@ -302,10 +302,10 @@ def base_info(base_dir) -> dict:
     return dict(base_train_tokens=prov.get('base_train_tokens'), base_val_loss=prov.get('base_val_loss'))
 
 # %% ../nbs/20_pipeline.ipynb #4afefd15
-def _phase(name: str, t: float, note: str = '', log=print):
+def _phase(name: str, t: float, note: str = '', *, log=print):
     log(f"{name:24} {time.time() - t:7.1f} s  ok" + (f"  ({note})" if note else ''))
 
-def reproduce(profile='paper', out=None, sections=None, progress=True, html=True, log=print) -> Path:
+def reproduce(profile='paper', out=None, sections=None, *, progress=True, html=True, log=print) -> Path:
     "The reference checkpoints of `profile` (built once), then every section notebook into `out` (reports/<profile>)."
     from amplitude_nb.train import reference_checkpoints, profile_data, get_profile
     started = time.time()
@@ -316,10 +316,10 @@ def reproduce(profile='paper', out=None, sections=None, progress=True, html=True
         f"then {len(sections)} section notebooks")
     t = time.time(); data.default_corpus(); _phase('corpus', t, log=log)
     t = time.time(); corpus, tok, _ = profile_data(prof)
-    _phase('tokenizer', t, f"vocabulary {tok.get_vocab_size():,}", log)
+    _phase('tokenizer', t, f"vocabulary {tok.get_vocab_size():,}", log=log)
     t = time.time(); refs = reference_checkpoints(prof, progress)
     built = any((d/'provenance.json').stat().st_mtime >= t for d in refs.values())
-    _phase('checkpoints', t, refs['amplitudes'].name + ('' if built else ', cached'), log)
+    _phase('checkpoints', t, refs['amplitudes'].name + ('' if built else ', cached'), log=log)
     info = dict(profile=prof.name, checkpoint=refs['amplitudes'].name, base=refs['base'].name, corpus=corpus.source,
                 corpus_sha256=corpus.sha256, seed=prof.seed, package_version=amplitude_nb.__version__,
                 **base_info(refs['base']))
@@ -339,7 +339,7 @@ def find_tokenizer(d: Path):
         return tok
     return None
 
-# %% ../nbs/20_pipeline.ipynb #8ae2cb25
+# %% ../nbs/20_pipeline.ipynb #77ae82bb
 def choose_tokenizer(tokenizer=None, checkpoint=None, base=None) -> tuple:
     "(Tokenizer or None, its source or why there is none): the one named, else the checkpoint's, else the base's."
     if tokenizer is not None:
@@ -351,8 +351,8 @@ def choose_tokenizer(tokenizer=None, checkpoint=None, base=None) -> tuple:
     where = ' or '.join(str(d) for d in (checkpoint, base) if d is not None)
     return None, f"no tokenizer (--tokenizer, or tokenizer.json / vocab.json + merges.txt in {where})"
 
-# %% ../nbs/20_pipeline.ipynb #350e7bc1
-def heldout_losses(models: dict, tok, n_ctx: int, sft=None, n=128, batch_size=16) -> dict | None:
+# %% ../nbs/20_pipeline.ipynb #f8c74138
+def heldout_losses(models: dict, tok, n_ctx: int, *, sft=None, n=128, batch_size=16) -> dict | None:
     "{name: mean loss} of each model on (up to `n` pairs of) the SFT validation split; None if it is empty."
     from amplitude_nb.train import evaluate
     pairs = data.split_pairs(data.get_sft_pairs(sft))['val']
@@ -361,7 +361,7 @@ def heldout_losses(models: dict, tok, n_ctx: int, sft=None, n=128, batch_size=16
     batches = data.eval_batches(sd, batch_size, n=n, seed=0)
     return {k: evaluate(m, batches) for k, m in models.items()}
 
-# %% ../nbs/20_pipeline.ipynb #98aeb290
+# %% ../nbs/20_pipeline.ipynb #52ba12ad
 @dataclass
 class Prepared:
     "A checkpoint made ready for the section notebooks."
@@ -372,18 +372,18 @@ class Prepared:
     raw: Path | None = None             # the fine-tuned checkpoint itself, for §5's raw stage
     base_dir: Path | None = None
 
-# %% ../nbs/20_pipeline.ipynb #e2cd6f96
-def _save_fitted(amps: dict, path: Path, K: int, seed: int, provenance: dict) -> Path:
+# %% ../nbs/20_pipeline.ipynb #e1f73e19
+def _save_fitted(amps: dict, path: Path, *, K: int, seed: int, provenance: dict) -> Path:
     "The fitted amplitudes as an amplitude file whose metadata also says where they came from."
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
     from amplitude_nb.amplitudes import save_amplitudes
-    save_amplitudes(amps, path, 'random', K, seed)
+    save_amplitudes(amps, path, basis='random', K=K, seed=seed)
     with safe_open(str(path), framework='pt') as f: meta = f.metadata()
     save_file(load_file(str(path)), str(path), metadata={**meta, **{k: str(v) for k, v in provenance.items()}})
     return path
 
-# %% ../nbs/20_pipeline.ipynb #d31172a4
+# %% ../nbs/20_pipeline.ipynb #369a3a26
 def prepare_checkpoint(checkpoint, base=None, work: Path = None, *, tokenizer=None, sft=None, K=8, seed=0,
                        log=print) -> Prepared:
     "Make `checkpoint` ready for the notebooks in `work`: fit its amplitudes against `base` when it has none."
@@ -417,18 +417,18 @@ def prepare_checkpoint(checkpoint, base=None, work: Path = None, *, tokenizer=No
     d = work/'checkpoint'; d.mkdir(parents=True, exist_ok=True)
     save_checkpoint(base_model if base_model is not None else GPT(model.config), d, tok)
     prov = dict(source='fitted', checkpoint=checkpoint, base=base or 'W0 = 0', package_version=amplitude_nb.__version__)
-    _save_fitted(amps, d/'amplitudes.safetensors', K, seed, prov)
+    _save_fitted(amps, d/'amplitudes.safetensors', K=K, seed=seed, provenance=prov)
     if base_model is None: have['base'] = "no base checkpoint (--base): amplitudes fitted against W0 = 0"
     fit = dict(matrices=records, functional_fidelity=None, heldout_losses=None)
     if base_model is not None and have['tokenizer'] is None:
         fitted = set_amplitudes(add_amplitudes(copy.deepcopy(base_model), K=K, seed=seed, bases=bases), amps)
         models = dict(base=base_model, checkpoint=model, amplitudes=fitted)
-        losses = heldout_losses(models, tok, model.config.n_ctx, sft)
+        losses = heldout_losses(models, tok, model.config.n_ctx, sft=sft)
         if losses:
             ff = functional_fidelity(losses['base'], losses['checkpoint'], losses['amplitudes'])
             fit.update(heldout_losses=losses, functional_fidelity=ff if math.isfinite(ff) else None)
     ff = fit['functional_fidelity']
-    _phase('checkpoint', t, 'amplitudes fitted; functional fidelity ' + ('—' if ff is None else f"{ff:.3f}"), log)
+    _phase('checkpoint', t, 'amplitudes fitted; functional fidelity ' + ('—' if ff is None else f"{ff:.3f}"), log=log)
     return Prepared(d, have, fit=fit, amplitudes=d/'amplitudes.safetensors', raw=checkpoint, base_dir=base)
 
 def _check_vocab(tok, model, have: dict):
@@ -436,7 +436,7 @@ def _check_vocab(tok, model, have: dict):
         have['tokenizer'] = (f"the tokenizer has {tok.get_vocab_size():,} tokens, more than the model's vocabulary "
                              f"of {model.config.vocab_size:,}")
 
-# %% ../nbs/20_pipeline.ipynb #9031e9b8
+# %% ../nbs/20_pipeline.ipynb #88b93da1
 def run(checkpoint, base=None, corpus=None, *, sft=None, out=None, tokenizer=None, skip=None, K=8, seed=0,
         sections=None, sizes='paper', progress=True, html=True, log=print) -> Path:
     "The section notebooks on someone else's checkpoint, into `out` (default reports/<checkpoint name>)."
