@@ -4,104 +4,231 @@
 
 # %% ../nbs/20_pipeline.ipynb #6545a1a2
 from __future__ import annotations
-import functools, json, os, shutil, sys, tempfile, time
+import contextlib, copy, glob, html as html_lib, json, math, os, shutil, signal, sys, tempfile, threading, time
+from dataclasses import dataclass, field
 from pathlib import Path
 import amplitude_nb
-from . import data
+from . import data, study
 from .results import collect_metrics, to_jsonable
 
 # %% auto #0
-__all__ = ['SECTIONS', 'NOTEBOOKS', 'PROFILE_PARAMS', 'NEEDS', 'notebook_dir', 'skipped_sections', 'section_params', 'RunError',
-           'without_slow_cells', 'execute', 'to_html', 'run_sections', 'reproduce', 'find_tokenizer',
+__all__ = ['KERNEL', 'OFFLINE_TEMPLATE', 'notebook_dir', 'skipped_sections', 'section_params', 'kernel_spec',
+           'kernel_manager_class', 'kill_kernels', 'without_slow_cells', 'RunError', 'execute', 'mathml',
+           'offline_exporter', 'to_html', 'network_loads', 'RunFolderError', 'check_out', 'clean_stale', 'run_sections',
+           'base_info', 'reproduce', 'find_tokenizer', 'choose_tokenizer', 'heldout_losses', 'Prepared',
            'prepare_checkpoint', 'run']
 
 # %% ../nbs/20_pipeline.ipynb #7835d46e
-SECTIONS = ['structure', 'gradient', 'corpus', 'sft', 'compression']
-NOTEBOOKS = dict(structure='10_structure.ipynb', gradient='11_gradient.ipynb', corpus='12_corpus.ipynb',
-                 sft='13_sft.ipynb', compression='14_compression.ipynb')
-
-PROFILE_PARAMS = {
-    'smoke': {},
-    'quick': dict(structure=dict(n_boot=500), gradient=dict(n_boot=500), corpus=dict(n_perm=100),
-                  sft=dict(steps=50, seeds=[0, 1, 2]), compression={}),
-    'paper': dict(structure=dict(n_boot=1000), gradient=dict(n_boot=1000), corpus=dict(n_perm=200),
-                  sft=dict(steps=50, seeds=[0, 1, 2]), compression={}),
-}
-
 def notebook_dir() -> Path:
     "The folder of the section notebooks: `$AMPLITUDE_NB_NBS`, else `nbs/` beside the package."
     d = Path(os.environ.get('AMPLITUDE_NB_NBS', Path(amplitude_nb.__file__).resolve().parent.parent/'nbs'))
-    if not (d/NOTEBOOKS['structure']).exists(): raise FileNotFoundError(f"{d}: the section notebooks are not here (set AMPLITUDE_NB_NBS)")
+    if not (d/study.section('structure').notebook).exists():
+        raise FileNotFoundError(f"{d}: the section notebooks are not here (set AMPLITUDE_NB_NBS)")
     return d
 
 # %% ../nbs/20_pipeline.ipynb #999b0393
-NEEDS = dict(structure=(), gradient=(), corpus=('base', 'tokenizer'), sft=('base', 'tokenizer', 'sft'),
-             compression=('base', 'tokenizer', 'sft'))
-
-def skipped_sections(have: dict) -> dict:
-    "{section: reason} for the sections whose inputs are missing; `have` maps need → reason it's missing or None."
+def skipped_sections(have: dict, skip: dict | None = None) -> dict:
+    "{section: reason} for the sections whose needs are missing (`have`: need → why missing, or None), plus `skip`."
+    skip = dict(skip or {})
+    study.check_names(list(skip), study.SECTION_NAMES, 'section')
     out = {}
-    for s in SECTIONS:
-        missing = [have[n] for n in NEEDS[s] if have.get(n)]
-        if missing: out[s] = '; '.join(missing)
+    for s in study.SECTIONS:
+        why = [have[n] for n in s.needs if have.get(n)] + ([skip[s.name]] if s.name in skip else [])
+        if why: out[s.name] = '; '.join(dict.fromkeys(why))
     return out
 
-def section_params(section: str, checkpoint: Path, profile: str | None, out_dir: Path, corpus=None, sft=None, seed=0) -> dict:
+# %% ../nbs/20_pipeline.ipynb #08705cc2
+def section_params(section: str, checkpoint, out_dir, *, sizes='paper', corpus=None, sft=None, seed=0,
+                   schedule_path=None, raw_checkpoint=None) -> dict:
+    "The papermill parameters of `section` for one run; `sizes`: the profile whose statistics sizes to use."
     p = dict(out_dir=str(out_dir), seed=seed)
     if section in ('structure', 'gradient'): p['amplitudes_path'] = str(Path(checkpoint)/'amplitudes.safetensors')
     else: p['checkpoint'] = str(checkpoint)
-    if section == 'corpus' and corpus is not None: p['corpus'] = str(corpus)
-    if section in ('sft', 'compression', 'corpus') and sft is not None: p['sft_path'] = str(sft)
-    if section == 'sft': p['schedule_path'] = str(Path(out_dir)/'freeze_schedule.json')
-    p.update(PROFILE_PARAMS.get(profile or 'paper', {}).get(section, {}))
+    if corpus is not None and section in ('corpus', 'sft', 'recipe'): p['corpus'] = str(corpus)
+    if sft is not None and section in ('corpus', 'sft', 'compression', 'recipe'): p['sft_path'] = str(sft)
+    if section == 'sft' and schedule_path is not None: p['schedule_path'] = str(schedule_path)
+    if section == 'compression' and raw_checkpoint is not None: p['raw_checkpoint'] = str(raw_checkpoint)
+    p.update(study.profile_spec(sizes).sections.get(section, {}))
     return p
 
 # %% ../nbs/20_pipeline.ipynb #f5c53173
-class RunError(RuntimeError):
-    "A section notebook failed; the failed run is kept for inspection."
+KERNEL = 'amplitude-nb'
 
-@functools.cache
-def _kernel_env() -> str:
-    "Register (once per process) a kernelspec for this interpreter on a temporary Jupyter path."
-    d = Path(tempfile.mkdtemp(prefix='amplitude-nb-kernel-'))
-    (d/'kernels'/'amplitude-nb').mkdir(parents=True)
-    (d/'kernels'/'amplitude-nb'/'kernel.json').write_text(json.dumps(dict(
-        argv=[sys.executable, '-m', 'ipykernel_launcher', '-f', '{connection_file}'],
-        env=dict(OMP_WAIT_POLICY=os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')),   # idle OpenMP threads sleep
-        display_name='amplitude-nb', language='python')))
-    os.environ['JUPYTER_PATH'] = os.pathsep.join([str(d), os.environ.get('JUPYTER_PATH', '')]).rstrip(os.pathsep)
-    return 'amplitude-nb'
+def _alive(pid: int) -> bool:
+    "Whether process `pid` exists."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
 
+@contextlib.contextmanager
+def kernel_spec():
+    "A kernelspec for this interpreter on a temporary Jupyter path while the block runs; yields that folder."
+    for p in Path(tempfile.gettempdir()).glob('amplitude-nb-kernel-*-*'):      # left by a killed run
+        pid = p.name.split('-')[3]
+        if pid.isdigit() and not _alive(int(pid)): shutil.rmtree(p, ignore_errors=True)
+    d = Path(tempfile.mkdtemp(prefix=f'amplitude-nb-kernel-{os.getpid()}-'))
+    old = os.environ.get('JUPYTER_PATH')
+    try:
+        (d/'kernels'/KERNEL).mkdir(parents=True)
+        warn = ','.join(filter(None, [os.environ.get('PYTHONWARNINGS'), 'ignore:IProgress not found']))
+        env = dict(OMP_WAIT_POLICY=os.environ.get('OMP_WAIT_POLICY', 'PASSIVE'), PYTHONWARNINGS=warn)
+        argv = [sys.executable, '-m', 'ipykernel_launcher', '-f', '{connection_file}', '--IPKernelApp.log_level=ERROR']
+        spec = dict(argv=argv, env=env, display_name=KERNEL, language='python')
+        (d/'kernels'/KERNEL/'kernel.json').write_text(json.dumps(spec))
+        os.environ['JUPYTER_PATH'] = os.pathsep.join(filter(None, [str(d), old]))
+        yield d
+    finally:
+        if old is None: os.environ.pop('JUPYTER_PATH', None)
+        else: os.environ['JUPYTER_PATH'] = old
+        shutil.rmtree(d, ignore_errors=True)
+
+# %% ../nbs/20_pipeline.ipynb #e1cab5d3
+_LIVE_KERNELS = set()
+
+def kernel_manager_class():
+    "jupyter_client's async kernel manager, without the SIGINT it sends before a shutdown; it tracks live kernels."
+    from jupyter_client.manager import AsyncKernelManager
+    class QuietKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            _LIVE_KERNELS.add(self)
+        async def _async_interrupt_kernel(self):
+            if not self.shutting_down: await super()._async_interrupt_kernel()
+        async def _async_cleanup_resources(self, restart=False):
+            _LIVE_KERNELS.discard(self)
+            await super()._async_cleanup_resources(restart=restart)
+    return QuietKernelManager
+
+def kill_kernels() -> int:
+    "Kill every kernel this process started and has not shut down yet; returns how many."
+    n = 0
+    for km in list(_LIVE_KERNELS):
+        pid = getattr(getattr(km, 'provisioner', None), 'pid', None)
+        if pid:
+            with contextlib.suppress(OSError): os.kill(pid, signal.SIGKILL); n += 1
+        _LIVE_KERNELS.discard(km)
+    return n
+
+# %% ../nbs/20_pipeline.ipynb #92e869a8
 def without_slow_cells(nb: Path, dst: Path) -> Path:
-    "A copy of notebook `nb` without the cells flagged `#| slow` (the smoke profile's runs skip them, as nbdev_test does)."
+    "A copy of notebook `nb` at `dst` without the cells flagged `#| slow`."
     import nbformat
     book = nbformat.read(nb, as_version=4)
     book.cells = [c for c in book.cells if not (c.cell_type == 'code' and c.source.lstrip().startswith('#| slow'))]
     nbformat.write(book, dst)
     return dst
 
-def execute(nb: Path, out: Path, params: dict, progress=True, log=print, skip_slow=False) -> float:
-    "Execute notebook `nb` into `out` with `params`; returns seconds; raises RunError naming the notebook."
+# %% ../nbs/20_pipeline.ipynb #0cbb3922
+class RunError(RuntimeError):
+    "A section notebook failed; the failed run is kept for inspection."
+
+def _failure(nb: Path, e: BaseException) -> str:
+    if type(e).__name__ == 'PapermillExecutionError':
+        return f"{nb.name} failed in cell {e.exec_count}: {e.ename}: {str(e.evalue).strip()[:300]}"
+    msg = str(e).strip().splitlines()[-1][:300] if str(e).strip() else ''
+    return f"{nb.name} failed: {type(e).__name__}: {msg}"
+
+def execute(nb: Path, out: Path, params: dict, *, progress=True, log=print, skip_slow=False, scratch=None) -> float:
+    "Execute notebook `nb` into `out` with `params` (under `kernel_spec`); returns seconds; RunError on failure."
     import papermill as pm
-    t = time.time()
+    t, box = time.time(), {}
+    trimmed = Path(scratch or tempfile.gettempdir())/f'.src-{os.getpid()}-{nb.name}'
+    src = without_slow_cells(nb, trimmed) if skip_slow else nb
+    def work():
+        try: pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=KERNEL, progress_bar=progress,
+                                 cwd=str(nb.parent), log_output=False, kernel_manager_class=kernel_manager_class())
+        except BaseException as e: box['error'] = e
+    th = threading.Thread(target=work, name=f'papermill {nb.name}', daemon=True)
     try:
-        src = without_slow_cells(nb, out.with_name('.src-' + nb.name)) if skip_slow else nb
-        pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=_kernel_env(), progress_bar=progress,
-                            cwd=str(nb.parent), log_output=False)
-        if skip_slow: src.unlink()
-    except Exception as e:
+        th.start()
+        while th.is_alive(): th.join(0.25)
+    except KeyboardInterrupt:
+        kill_kernels(); th.join(30)
+        log(f"{nb.name:24} {time.time() - t:7.1f} s  interrupted")
+        raise
+    finally:
+        if src != nb: Path(src).unlink(missing_ok=True)
+    if 'error' in box:
         log(f"{nb.name:24} {time.time() - t:7.1f} s  failed")
-        raise RunError(f"{nb.name} failed: {type(e).__name__}: {str(e).strip().splitlines()[-1][:300] if str(e).strip() else ''}") from None
+        raise RunError(_failure(nb, box['error'])) from None
     log(f"{nb.name:24} {time.time() - t:7.1f} s  ok")
     return time.time() - t
 
-def to_html(ipynb: Path) -> Path:
-    "A self-contained HTML copy of an executed notebook (images embedded)."
-    import nbformat
+# %% ../nbs/20_pipeline.ipynb #57af5d90
+def mathml(tex: str, display='inline') -> str:
+    "MathML for the LaTeX `tex`; the TeX itself in <code> if it cannot be converted."
+    from latex2mathml.converter import convert
+    try: return convert(tex, display=display)
+    except Exception: return f'<code>{html_lib.escape(tex)}</code>'
+
+# %% ../nbs/20_pipeline.ipynb #bae5c46e
+OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+"""
+
+def offline_exporter():
+    "An nbconvert HTML exporter (lab template) with MathML maths, embedded images and no script from the network."
+    import jinja2
     from nbconvert import HTMLExporter
-    html, _ = HTMLExporter(embed_images=True).from_notebook_node(nbformat.read(ipynb, as_version=4))
-    out = ipynb.with_suffix('.html'); out.write_text(html, encoding='utf-8')
+    from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+    class MathMLRenderer(IPythonRenderer):
+        def inline_math(self, body): return mathml(body)
+        def block_math(self, body): return mathml(body, display='block')
+        def latex_environment(self, name, body):
+            return mathml(f"\\begin{{{name}}}{body}\\end{{{name}}}", display='block')
+    class OfflineHTMLExporter(HTMLExporter):
+        @jinja2.pass_context
+        def markdown2html(self, context, source):
+            cell = context.get('cell', {})
+            path = context.get('resources', {}).get('metadata', {}).get('path', '')
+            r = MathMLRenderer(escape=False, attachments=cell.get('attachments', {}), embed_images=self.embed_images,
+                               path=path, anchor_link_text=self.anchor_link_text,
+                               exclude_anchor_links=self.exclude_anchor_links)
+            return MarkdownWithMath(renderer=r).render(source)
+    loader = jinja2.DictLoader({'offline.html.j2': OFFLINE_TEMPLATE})
+    return OfflineHTMLExporter(embed_images=True, extra_loaders=[loader], template_file='offline.html.j2')
+
+# %% ../nbs/20_pipeline.ipynb #ce4f8f0e
+def to_html(ipynb: Path) -> Path:
+    "A self-contained, offline HTML copy of an executed notebook, beside it."
+    import nbformat
+    html, _ = offline_exporter().from_notebook_node(nbformat.read(ipynb, as_version=4))
+    out = Path(ipynb).with_suffix('.html'); out.write_text(html, encoding='utf-8')
     return out
+
+# %% ../nbs/20_pipeline.ipynb #94e745fa
+def network_loads(html: str) -> list[str]:
+    "The scripts, stylesheets and imports in `html` that a browser would fetch from the network."
+    import re
+    pats = [r'<script[^>]*\bsrc=["\']((?:https?:)?//[^"\']+)', r'<link[^>]*\bhref=["\']((?:https?:)?//[^"\']+)',
+            r'@import\s+(?:url\()?["\']?((?:https?:)?//[^"\')]+)', r'\bimport\(?\s*["\']((?:https?:)?//[^"\']+)']
+    return [m for p in pats for m in re.findall(p, html)]
+
+# %% ../nbs/20_pipeline.ipynb #9484fb9e
+class RunFolderError(ValueError):
+    "The run folder cannot be used: it names an existing file."
+
+def check_out(out) -> Path:
+    "`out` as an absolute path; RunFolderError when it names something other than a folder."
+    out = Path(out).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"{out}: exists and is not a folder; --out names the run folder to write")
+    return out
+
+# %% ../nbs/20_pipeline.ipynb #533ba35e
+def clean_stale(out: Path, log=print) -> list[Path]:
+    "Remove `<out>.tmp-<pid>` and `<out>.old-<pid>` folders whose process is gone (killed runs); returns them."
+    out, gone = Path(out), []
+    for p in sorted(out.parent.glob(glob.escape(out.name) + '.*-*')):
+        kind, _, pid = p.name[len(out.name) + 1:].partition('-')
+        if kind in ('tmp', 'old') and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True); gone.append(p)
+    for p in gone: log(f"{'cleaned':24}         {p.name} (left by a run that was killed)")
+    return gone
 
 # %% ../nbs/20_pipeline.ipynb #d265a5cf
 def _swap_into_place(tmp: Path, out: Path):
@@ -110,56 +237,99 @@ def _swap_into_place(tmp: Path, out: Path):
     tmp.rename(out)
     shutil.rmtree(old, ignore_errors=True)
 
-def run_sections(checkpoint: Path, out: Path, run_info: dict, skipped: dict | None = None, sections=None,
-                 profile=None, corpus=None, sft=None, seed=0, progress=True, html=True, log=print) -> Path:
+def _write_report(run_dir: Path, metrics: dict) -> list[Path]:
+    from amplitude_nb import report
+    paths = [report.write_report(run_dir, metrics)]
+    if hasattr(report, 'write_html'): paths.append(report.write_html(run_dir))
+    return [Path(p) for p in paths if p]
+
+# %% ../nbs/20_pipeline.ipynb #562edcf1
+def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict | None = None, sections=None,
+                 sizes='paper', corpus=None, sft=None, seed=0, raw_checkpoint=None, extra: dict | None = None,
+                 files: dict | None = None, timing: dict | None = None, started=None, progress=True, html=True,
+                 log=print) -> Path:
     "Execute the section notebooks on `checkpoint` into the run folder `out` (atomically); returns `out`."
-    out = Path(out).resolve(); out.parent.mkdir(parents=True, exist_ok=True)
-    nbs = notebook_dir()
-    skipped = dict(skipped or {})
-    todo = [s for s in (sections or SECTIONS) if s not in skipped]
+    started = time.time() if started is None else started
+    out = check_out(out); out.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(out, log)
+    nbs, skipped = notebook_dir(), dict(skipped or {})
+    todo = [s for s in study.check_names(sections or list(study.SECTION_NAMES), study.SECTION_NAMES, 'section')
+            if s not in skipped]
     for s in todo:
-        if not (nbs/NOTEBOOKS[s]).exists(): skipped[s] = f"notebook {NOTEBOOKS[s]} is not in {nbs}"
+        nb = study.section(s).notebook
+        if not (nbs/nb).exists(): skipped[s] = f"notebook {nb} is not in {nbs}"
     todo = [s for s in todo if s not in skipped]
+    for s in skipped: log(f"{study.section(s).notebook:24}         skipped: {skipped[s]}")
     tmp = out.with_name(out.name + f'.tmp-{os.getpid()}')
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()
-    t0, seconds = time.time(), {}
+    seconds = {}
     try:
-        for s in todo:
-            nb = nbs/NOTEBOOKS[s]
-            seconds[s] = execute(nb, tmp/nb.name, section_params(s, checkpoint, profile, tmp, corpus, sft, seed), progress, log,
-                                 skip_slow=profile == 'smoke')
-            if html: to_html(tmp/nb.name)
-    except RunError:
+        with kernel_spec() as scratch:
+            for s in todo:
+                nb = nbs/study.section(s).notebook
+                schedule = tmp/'freeze_schedule.json' if 'gradient' in todo[:todo.index(s)] else None
+                params = section_params(s, checkpoint, tmp, sizes=sizes, corpus=corpus, sft=sft, seed=seed,
+                                        schedule_path=schedule, raw_checkpoint=raw_checkpoint)
+                seconds[s] = execute(nb, tmp/nb.name, params, progress=progress, log=log, skip_slow=sizes == 'smoke',
+                                     scratch=scratch)
+                if html: to_html(tmp/nb.name)
+        for name, src in (files or {}).items(): shutil.copy2(src, tmp/name)
+        metrics = collect_metrics(tmp, run={**run_info, 'sections': todo, 'skipped': skipped}, extra=extra)
+        metrics['timing'].update(checkpoints_seconds=(timing or {}).get('checkpoints_seconds', 0), sections=seconds,
+                                 total_seconds=time.time() - started)
+        (tmp/'metrics.json').write_text(json.dumps(to_jsonable(metrics), indent=1, allow_nan=False) + '\n')
+        reports = _write_report(tmp, metrics)
+    except KeyboardInterrupt:
+        shutil.rmtree(tmp, ignore_errors=True)
+        log(f"interrupted; {out} is unchanged")
+        raise
+    except Exception:
         failed = out.with_name(out.name + '.failed')
         shutil.rmtree(failed, ignore_errors=True); tmp.rename(failed)
         log(f"the run failed; its notebooks are in {failed}; {out} is unchanged")
         raise
-    metrics = collect_metrics(tmp, run={**run_info, 'sections': todo, 'skipped': skipped})
-    metrics['timing']['notebooks'] = seconds
-    metrics['timing']['total_seconds'] = time.time() - t0
-    (tmp/'metrics.json').write_text(json.dumps(to_jsonable(metrics), indent=1, allow_nan=False) + '\n')
-    from amplitude_nb.report import write_report
-    write_report(tmp, metrics)
     _swap_into_place(tmp, out)
+    shutil.rmtree(out.with_name(out.name + '.failed'), ignore_errors=True)
+    for p in reports: log(f"{p.name:24} {out/p.name}")
     return out
 
+# %% ../nbs/20_pipeline.ipynb #f76b044e
+def base_info(base_dir) -> dict:
+    "`base_train_tokens` and `base_val_loss` from a base checkpoint's provenance.json (None when absent)."
+    p = Path(base_dir)/'provenance.json' if base_dir is not None else None
+    try: prov = json.loads(p.read_text()) if p is not None and p.is_file() else {}
+    except (OSError, ValueError): prov = {}
+    return dict(base_train_tokens=prov.get('base_train_tokens'), base_val_loss=prov.get('base_val_loss'))
+
 # %% ../nbs/20_pipeline.ipynb #4afefd15
-def reproduce(profile='paper', out=None, sections=None, progress=True, html=True, log=print) -> Path:
-    "Build the reference checkpoints of `profile` and run every section notebook into `out` (default reports/<profile>)."
+def _phase(name: str, t: float, note: str = '', *, log=print):
+    log(f"{name:24} {time.time() - t:7.1f} s  ok" + (f"  ({note})" if note else ''))
+
+def reproduce(profile='paper', out=None, sections=None, *, progress=True, html=True, log=print) -> Path:
+    "The reference checkpoints of `profile` (built once), then every section notebook into `out` (reports/<profile>)."
     from amplitude_nb.train import reference_checkpoints, profile_data, get_profile
+    started = time.time()
     prof = get_profile(profile)
-    t = time.time()
-    refs = reference_checkpoints(prof, progress)
-    corpus, tok, _ = profile_data(prof)
-    log(f"{'checkpoints':24} {time.time() - t:7.1f} s  ok  ({refs['amplitudes'].name})")
+    out = check_out(out or Path('reports')/prof.name)
+    sections = study.check_names(sections or list(study.SECTION_NAMES), study.SECTION_NAMES, 'section')
+    log(f"reproduce --profile {prof.name} into {out}: corpus, tokenizer and checkpoints (cached after the first run), "
+        f"then {len(sections)} section notebooks")
+    t = time.time(); data.default_corpus(); _phase('corpus', t, log=log)
+    t = time.time(); corpus, tok, _ = profile_data(prof)
+    _phase('tokenizer', t, f"vocabulary {tok.get_vocab_size():,}", log=log)
+    t = time.time(); refs = reference_checkpoints(prof, progress)
+    built = any((d/'provenance.json').stat().st_mtime >= t for d in refs.values())
+    _phase('checkpoints', t, refs['amplitudes'].name + ('' if built else ', cached'), log=log)
     info = dict(profile=prof.name, checkpoint=refs['amplitudes'].name, base=refs['base'].name, corpus=corpus.source,
-                corpus_sha256=corpus.sha256, seed=prof.seed, package_version=amplitude_nb.__version__)
-    return run_sections(refs['amplitudes'], Path(out or Path('reports')/prof.name), info, sections=sections,
-                        profile=prof.name, seed=prof.seed, progress=progress, html=html, log=log)
+                corpus_sha256=corpus.sha256, seed=prof.seed, package_version=amplitude_nb.__version__,
+                **base_info(refs['base']))
+    return run_sections(refs['amplitudes'], out, info, sections=sections, sizes=prof.name, seed=prof.seed,
+                        timing=dict(checkpoints_seconds=time.time() - t if built else 0), started=started,
+                        progress=progress, html=html, log=log)
 
 # %% ../nbs/20_pipeline.ipynb #5ca2bd87
 def find_tokenizer(d: Path):
-    "The checkpoint's tokenizer: tokenizer.json, or vocab.json + merges.txt (GPT-2 byte-level BPE); None if absent."
+    "The tokenizer in folder `d` (or beside file `d`): tokenizer.json, or vocab.json + merges.txt; None if absent."
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders
     d = Path(d) if Path(d).is_dir() else Path(d).parent
     if (d/'tokenizer.json').exists(): return data.load_tokenizer(d)
@@ -169,45 +339,131 @@ def find_tokenizer(d: Path):
         return tok
     return None
 
-def prepare_checkpoint(checkpoint, base=None, work: Path = None, K=8, seed=0, log=print) -> tuple[Path, dict, dict]:
-    "(amplitude checkpoint dir, {need: reason missing or None}, {matrix: fidelity}) for a foreign checkpoint."
+# %% ../nbs/20_pipeline.ipynb #77ae82bb
+def choose_tokenizer(tokenizer=None, checkpoint=None, base=None) -> tuple:
+    "(Tokenizer or None, its source or why there is none): the one named, else the checkpoint's, else the base's."
+    if tokenizer is not None:
+        if not isinstance(tokenizer, (str, os.PathLike)): return tokenizer, 'given'
+        return data.load_tokenizer(Path(tokenizer).resolve()), str(Path(tokenizer).resolve())
+    for d in (checkpoint, base):
+        if d is not None and Path(d).exists() and (tok := find_tokenizer(d)) is not None:
+            return tok, str(Path(d).resolve())
+    where = ' or '.join(str(d) for d in (checkpoint, base) if d is not None)
+    return None, f"no tokenizer (--tokenizer, or tokenizer.json / vocab.json + merges.txt in {where})"
+
+# %% ../nbs/20_pipeline.ipynb #f8c74138
+def heldout_losses(models: dict, tok, n_ctx: int, *, sft=None, n=128, batch_size=16) -> dict | None:
+    "{name: mean loss} of each model on (up to `n` pairs of) the SFT validation split; None if it is empty."
+    from amplitude_nb.train import evaluate
+    pairs = data.split_pairs(data.get_sft_pairs(sft))['val']
+    sd = data.SFTData(tok, pairs, n_ctx)
+    if len(sd) == 0: return None
+    batches = data.eval_batches(sd, batch_size, n=n, seed=0)
+    return {k: evaluate(m, batches) for k, m in models.items()}
+
+# %% ../nbs/20_pipeline.ipynb #52ba12ad
+@dataclass
+class Prepared:
+    "A checkpoint made ready for the section notebooks."
+    path: Path                          # folder with base weights W0, amplitudes.safetensors and tokenizer.json
+    have: dict                          # need → why it is missing, or None
+    fit: dict | None = None             # metrics.json `fit` when the amplitudes were fitted here
+    amplitudes: Path | None = None      # the fitted amplitude file (copied into the run folder)
+    raw: Path | None = None             # the fine-tuned checkpoint itself, for §5's raw stage
+    base_dir: Path | None = None
+
+# %% ../nbs/20_pipeline.ipynb #e1f73e19
+def _save_fitted(amps: dict, path: Path, *, K: int, seed: int, provenance: dict) -> Path:
+    "The fitted amplitudes as an amplitude file whose metadata also says where they came from."
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    from amplitude_nb.amplitudes import save_amplitudes
+    save_amplitudes(amps, path, basis='random', K=K, seed=seed)
+    with safe_open(str(path), framework='pt') as f: meta = f.metadata()
+    save_file(load_file(str(path)), str(path), metadata={**meta, **{k: str(v) for k, v in provenance.items()}})
+    return path
+
+# %% ../nbs/20_pipeline.ipynb #369a3a26
+def prepare_checkpoint(checkpoint, base=None, work: Path = None, *, tokenizer=None, sft=None, K=8, seed=0,
+                       log=print) -> Prepared:
+    "Make `checkpoint` ready for the notebooks in `work`: fit its amplitudes against `base` when it has none."
     from amplitude_nb.model import load_checkpoint, save_checkpoint, GPT
-    from amplitude_nb.amplitudes import fit_model_amplitudes, save_amplitudes
-    checkpoint = Path(checkpoint)
-    tok = find_tokenizer(checkpoint) if checkpoint.exists() else None
-    have = dict(tokenizer=None if tok is not None else f"{checkpoint}: no tokenizer.json (nor vocab.json + merges.txt)")
-    if tok is not None and data.eot_id(tok) is None: have['tokenizer'] = f"{checkpoint}: the tokenizer has no {data.EOT} token"
+    from amplitude_nb.amplitudes import (fit_model_amplitudes, add_amplitudes, set_amplitudes, make_bases, target_names,
+                                         read_amplitude_file, fit_records, functional_fidelity)
+    checkpoint, work = Path(checkpoint).resolve(), Path(work)
+    base = Path(base).resolve() if base is not None else None
+    tok, where = choose_tokenizer(tokenizer, checkpoint, base)
+    have = dict(tokenizer=None if tok is not None else where, base=None, sft=None)
     if checkpoint.is_dir() and (checkpoint/'amplitudes.safetensors').exists():
-        from amplitude_nb.amplitudes import read_amplitude_file
         read_amplitude_file(checkpoint/'amplitudes.safetensors')          # validate before running anything
-        return checkpoint, {**have, 'base': None}, {}
+        model = load_checkpoint(checkpoint)
+        d = checkpoint
+        if tok is not None and where != str(checkpoint):                 # a tokenizer from elsewhere: a copy with it
+            d = work/'checkpoint'; shutil.copytree(checkpoint, d); tok.save(str(d/'tokenizer.json'))
+        _check_vocab(tok, model, have)
+        return Prepared(d, have, base_dir=checkpoint)
+    t = time.time()
     model = load_checkpoint(checkpoint)
     base_model = load_checkpoint(base) if base is not None else None
     if base_model is not None and base_model.config != model.config:
         raise ValueError(f"{base}: the base's config {base_model.config} differs from the checkpoint's {model.config}")
-    amps, fids = fit_model_amplitudes(model, base_model, K=K, seed=seed)
-    for n, f in fids.items(): log(f"  fitted {n:36} fidelity {f:.4f}")
-    d = Path(work); d.mkdir(parents=True, exist_ok=True)
-    W0 = base_model if base_model is not None else GPT(model.config)
-    save_checkpoint(W0, d, tok)
-    save_amplitudes(amps, d/'amplitudes.safetensors', 'random', K, seed)
-    have['base'] = None if base_model is not None else "no base checkpoint (--base): amplitudes fitted against W0 = 0"
-    return d, have, fids
+    _check_vocab(tok, model, have)
+    bases = make_bases(model, target_names(model), K=K, basis='random', seed=seed)
+    amps, _ = fit_model_amplitudes(model, base_model, K=K, seed=seed, bases=bases)
+    records = fit_records(model, base_model, bases)
+    for r in records:
+        log(f"  fitted {r['matrix']:36} fidelity {r['fidelity']:.4f} (chance {r['fidelity_chance']:.4f}, "
+            f"bound {r['fidelity_bound']:.4f})")
+    d = work/'checkpoint'; d.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(base_model if base_model is not None else GPT(model.config), d, tok)
+    prov = dict(source='fitted', checkpoint=checkpoint, base=base or 'W0 = 0', package_version=amplitude_nb.__version__)
+    _save_fitted(amps, d/'amplitudes.safetensors', K=K, seed=seed, provenance=prov)
+    if base_model is None: have['base'] = "no base checkpoint (--base): amplitudes fitted against W0 = 0"
+    fit = dict(matrices=records, functional_fidelity=None, heldout_losses=None)
+    if base_model is not None and have['tokenizer'] is None:
+        fitted = set_amplitudes(add_amplitudes(copy.deepcopy(base_model), K=K, seed=seed, bases=bases), amps)
+        models = dict(base=base_model, checkpoint=model, amplitudes=fitted)
+        losses = heldout_losses(models, tok, model.config.n_ctx, sft=sft)
+        if losses:
+            ff = functional_fidelity(losses['base'], losses['checkpoint'], losses['amplitudes'])
+            fit.update(heldout_losses=losses, functional_fidelity=ff if math.isfinite(ff) else None)
+    ff = fit['functional_fidelity']
+    _phase('checkpoint', t, 'amplitudes fitted; functional fidelity ' + ('—' if ff is None else f"{ff:.3f}"), log=log)
+    return Prepared(d, have, fit=fit, amplitudes=d/'amplitudes.safetensors', raw=checkpoint, base_dir=base)
 
-def run(checkpoint, base=None, corpus=None, sft=None, out=None, K=8, seed=0, sections=None, sizes='paper',
-        progress=True, html=True, log=print) -> Path:
-    "The section notebooks on someone else's checkpoint, into `out` (default reports/<checkpoint name>); `sizes`: whose profile's statistics sizes to use."
-    checkpoint = Path(checkpoint)
+def _check_vocab(tok, model, have: dict):
+    if tok is not None and tok.get_vocab_size() > model.config.vocab_size:
+        have['tokenizer'] = (f"the tokenizer has {tok.get_vocab_size():,} tokens, more than the model's vocabulary "
+                             f"of {model.config.vocab_size:,}")
+
+# %% ../nbs/20_pipeline.ipynb #88b93da1
+def run(checkpoint, base=None, corpus=None, *, sft=None, out=None, tokenizer=None, skip=None, K=8, seed=0,
+        sections=None, sizes='paper', progress=True, html=True, log=print) -> Path:
+    "The section notebooks on someone else's checkpoint, into `out` (default reports/<checkpoint name>)."
+    started = time.time()
+    absolute = lambda p: None if p is None else Path(p).expanduser().resolve()
+    checkpoint, base, sft = absolute(checkpoint), absolute(base), absolute(sft)
+    corpus = None if corpus is None else (str(Path(corpus).expanduser().resolve()) if Path(corpus).expanduser().exists()
+                                          else corpus)       # a glob stays a glob
     if not checkpoint.exists(): raise FileNotFoundError(f"{checkpoint}: no such file or directory")
-    if sft is not None: data.load_sft_pairs(sft)                          # fail early on a bad file
-    corpus_sha = (data.default_corpus() if corpus is None else data.load_corpus(corpus)).sha256   # fails early on a bad corpus
+    out = check_out(out or Path('reports')/checkpoint.name)
+    sections = study.check_names(sections or list(study.SECTION_NAMES), study.SECTION_NAMES, 'section')
+    study.profile_spec(sizes)
+    log(f"run on {checkpoint} into {out}: tokenizer and checkpoint, then up to {len(sections)} section notebooks")
     with tempfile.TemporaryDirectory(prefix='amplitude-nb-run-') as work:
-        ck, have, fids = prepare_checkpoint(checkpoint, base, Path(work)/'checkpoint', K, seed, log)
-        have['sft'] = None
-        skipped = skipped_sections(have)
-        for s, why in skipped.items(): log(f"{NOTEBOOKS[s]:24}       skipped: {why}")
-        info = dict(profile=None, sizes=sizes, checkpoint=str(checkpoint), base=None if base is None else str(base),
-                    corpus=corpus or 'default', sft=sft or 'default', seed=seed, package_version=amplitude_nb.__version__,
-                    fidelity=fids, corpus_sha256=corpus_sha)
-        return run_sections(ck, Path(out or Path('reports')/checkpoint.name), info, skipped, sections=sections,
-                            profile=sizes, corpus=corpus, sft=sft, seed=seed, progress=progress, html=html, log=log)
+        t = time.time()
+        prep = prepare_checkpoint(checkpoint, base, Path(work), tokenizer=tokenizer, sft=sft, K=K, seed=seed, log=log)
+        prep_seconds = time.time() - t
+        skipped = skipped_sections(prep.have, skip)
+        ran_corpus = 'corpus' in sections and 'corpus' not in skipped
+        info = dict(profile='run', sizes=sizes, checkpoint=str(checkpoint), base=None if base is None else str(base),
+                    tokenizer=None if tokenizer is None else str(tokenizer) if isinstance(tokenizer, (str, os.PathLike))
+                    else 'given', corpus=str(corpus or 'default'), sft=str(sft or 'default'), seed=seed, K=K,
+                    package_version=amplitude_nb.__version__, **base_info(base))
+        if ran_corpus: info['corpus_sha256'] = data.get_corpus(corpus).sha256
+        return run_sections(prep.path, out, info, skipped=skipped, sections=sections, sizes=sizes, corpus=corpus,
+                            sft=sft, seed=seed, raw_checkpoint=prep.raw,
+                            extra=None if prep.fit is None else dict(fit=prep.fit),
+                            files=None if prep.amplitudes is None else {'amplitudes.safetensors': prep.amplitudes},
+                            timing=dict(checkpoints_seconds=prep_seconds), started=started, progress=progress,
+                            html=html, log=log)

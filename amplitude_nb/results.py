@@ -25,14 +25,17 @@ def to_jsonable(x):
     if type(x).__name__ in ('NAType', 'NaTType'): return None
     return x
 
+# %% ../nbs/04_results.ipynb #89ba4947
 def save_metrics(out_dir, section: str, metrics: dict, timing: dict | None = None) -> Path | None:
     "Write a section's metrics (and its wall-clock `timing`) for the run in `out_dir`; no-op when `out_dir` is None."
     if out_dir is None: return None
     p = Path(out_dir)/'metrics'/f'{section}.json'
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(dict(metrics=to_jsonable(metrics), timing=to_jsonable(timing or {})), indent=1, allow_nan=False) + '\n')
+    record = dict(metrics=to_jsonable(metrics), timing=to_jsonable(timing or {}))
+    p.write_text(json.dumps(record, indent=1, allow_nan=False) + '\n')
     return p
 
+# %% ../nbs/04_results.ipynb #f8d15215
 def save_figure(fig, out_dir, name: str, dpi=110) -> Path | None:
     "Save a matplotlib figure as `out_dir/figures/<name>.png`; no-op when `out_dir` is None."
     if out_dir is None: return None
@@ -41,13 +44,17 @@ def save_figure(fig, out_dir, name: str, dpi=110) -> Path | None:
     fig.savefig(p, dpi=dpi, bbox_inches='tight', metadata={'Software': None})
     return p
 
-def collect_metrics(out_dir, run: dict | None = None) -> dict:
-    "Merge `out_dir/metrics/*.json` into one dict: a key per section plus `run` and `timing`."
+# %% ../nbs/04_results.ipynb #3c4f7df7
+def collect_metrics(out_dir, run: dict | None = None, extra: dict | None = None) -> dict:
+    "Merge `out_dir/metrics/*.json` into one dict: a key per section, `run`, the `extra` keys, and `timing`."
     out, timing = {}, {}
     for p in sorted((Path(out_dir)/'metrics').glob('*.json')):
         d = json.loads(p.read_text())
         out[p.stem] = d['metrics']
         if d['timing']: timing[p.stem] = d['timing']
     if run is not None: out['run'] = to_jsonable(run)
+    clash = set(extra or {}) & (set(out) | {'timing'})
+    if clash: raise ValueError(f"extra keys {sorted(clash)} would overwrite a section's metrics")
+    out.update(to_jsonable(extra or {}))
     out['timing'] = timing
     return out
