@@ -16,7 +16,8 @@ __all__ = ['KNOWN', 'PATH_ARGS', 'error_line', 'resolve_args', 'cmd_corpus', 'cm
 
 # %% ../nbs/90_cli.ipynb #e0000002
 KNOWN = (('amplitude_nb.data', 'DataError'), ('amplitude_nb.model', 'CheckpointError'),
-         ('amplitude_nb.amplitudes', 'AmplitudeFileError'), ('amplitude_nb.inputs', 'InputError'))
+         ('amplitude_nb.amplitudes', 'AmplitudeFileError'), ('amplitude_nb.inputs', 'InputError'),
+         ('amplitude_nb.pipeline', 'RunFolderError'))
 
 def _loaded(pairs) -> tuple:
     return tuple(getattr(sys.modules[m], n) for m, n in pairs if m in sys.modules and hasattr(sys.modules[m], n))

@@ -329,27 +329,22 @@ def reproduce(profile='paper', out=None, sections=None, *, progress=True, html=T
 
 # %% ../nbs/20_pipeline.ipynb #5ca2bd87
 def find_tokenizer(d: Path):
-    "The tokenizer in folder `d` (or beside file `d`): tokenizer.json, or vocab.json + merges.txt; None if absent."
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+    "The tokenizer in folder `d` (or beside file `d`): the first of `data.TOKENIZER_FILES` there; None if absent."
     d = Path(d) if Path(d).is_dir() else Path(d).parent
-    if (d/'tokenizer.json').exists(): return data.load_tokenizer(d)
-    if (d/'vocab.json').exists() and (d/'merges.txt').exists():
-        tok = Tokenizer(models.BPE.from_file(str(d/'vocab.json'), str(d/'merges.txt')))
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False); tok.decoder = decoders.ByteLevel()
-        return tok
-    return None
+    f = next((d/name for name in data.TOKENIZER_FILES if (d/name).is_file()), None)
+    return None if f is None else data.load_tokenizer(f, require_eot=False)
 
 # %% ../nbs/20_pipeline.ipynb #77ae82bb
 def choose_tokenizer(tokenizer=None, checkpoint=None, base=None) -> tuple:
     "(Tokenizer or None, its source or why there is none): the one named, else the checkpoint's, else the base's."
     if tokenizer is not None:
         if not isinstance(tokenizer, (str, os.PathLike)): return tokenizer, 'given'
-        return data.load_tokenizer(Path(tokenizer).resolve()), str(Path(tokenizer).resolve())
+        return data.load_tokenizer(Path(tokenizer).resolve(), require_eot=False), str(Path(tokenizer).resolve())
     for d in (checkpoint, base):
         if d is not None and Path(d).exists() and (tok := find_tokenizer(d)) is not None:
             return tok, str(Path(d).resolve())
     where = ' or '.join(str(d) for d in (checkpoint, base) if d is not None)
-    return None, f"no tokenizer (--tokenizer, or tokenizer.json / vocab.json + merges.txt in {where})"
+    return None, f"no tokenizer (--tokenizer, or one of {', '.join(data.TOKENIZER_FILES)} in {where})"
 
 # %% ../nbs/20_pipeline.ipynb #f8c74138
 def heldout_losses(models: dict, tok, n_ctx: int, *, sft=None, n=128, batch_size=16) -> dict | None:
