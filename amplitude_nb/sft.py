@@ -18,8 +18,8 @@ from . import data, study
 # %% auto #0
 __all__ = ['ARMS', 'TIMING_COLUMNS', 'PrefixFrozenGPT', 'target_loss', 'freeze_plan', 'block_freeze_steps', 'Freezer',
            'amplitude_count', 'lora_rank', 'vera_rank', 'arm_bases', 'ArmInputs', 'ArmModel', 'Arm', 'arm_model',
-           'sft_run', 'eval_snapshots', 'Run', 'sweep_arm', 'stage_steps', 'stage_at', 'step_timer', 'time_steps',
-           'add_cost_clock', 'per_seed', 'arm_table']
+           'sft_run', 'eval_snapshots', 'Run', 'sweep_arm', 'sweep_summary', 'stage_steps', 'stage_at', 'step_timer',
+           'time_steps', 'add_cost_clock', 'per_seed', 'arm_table']
 
 # %% ../nbs/13_sft.ipynb #6b7962a4
 class PrefixFrozenGPT(nn.Module):
@@ -57,7 +57,7 @@ def _block(name: str) -> int:
     return int(m.group(1))
 
 def freeze_plan(schedule: list[str], steps: int, points) -> pd.DataFrame:
-    "One row per scheduled matrix (lowest PR first): its block, group, and the step after which it freezes (<NA>: never)."
+    "One row per scheduled matrix (lowest PR first): block, group, the step after which it freezes (<NA>: never)."
     points = list(points)
     if any(not 0 < p < 1 for p in points) or points != sorted(points):
         raise ValueError(f"freeze_points must be increasing fractions in (0, 1), got {points}")
@@ -85,7 +85,7 @@ class Freezer:
     def __call__(self, step: int, model=None, rec=None):
         m = self.model
         due = [f'{r.matrix}.{w}' for r in self.plan.itertuples() if pd.notna(r.step) and r.step == step
-               for w in ('weight', 'bias') if hasattr(m.get_submodule(r.matrix), w) and getattr(m.get_submodule(r.matrix), w) is not None]
+               for w in ('weight', 'bias') if getattr(m.get_submodule(r.matrix), w, None) is not None]
         blocks = [b for b, s in self.blocks.items() if s == step]
         due += [f'transformer.h.{b}.{n}' for b in blocks for n, _ in m.transformer.h[b].named_parameters()]
         if not due: return
@@ -106,13 +106,13 @@ def amplitude_count(model: nn.Module, K: int = 8, targets=TARGETS) -> int:
 
 # %% ../nbs/13_sft.ipynb #a9e1c7b2
 def lora_rank(model: nn.Module, n_target: int, targets=TARGETS) -> int:
-    "The LoRA rank r ≥ 1 whose trainable count r·Σ(in + out) over the targets is nearest `n_target` (ties: the smaller)."
+    "The LoRA rank r ≥ 1 whose count r·Σ(in + out) over the targets is nearest `n_target` (ties: the smaller)."
     per = sum(sum(model.get_submodule(n).weight.shape) for n in target_names(model, targets))
     return min(range(1, n_target // per + 3), key=lambda r: (abs(r * per - n_target), r))
 
 # %% ../nbs/13_sft.ipynb #b1f2d8c3
 def vera_rank(model: nn.Module, n_target: int, targets=TARGETS) -> int:
-    "The VeRA rank r ≥ 1 whose trainable count Σ(r + out) over the targets is nearest `n_target` (ties: the smaller)."
+    "The VeRA rank r ≥ 1 whose count Σ(r + out) over the targets is nearest `n_target`."
     names = target_names(model, targets)
     rows = sum(model.get_submodule(n).weight.shape[0] for n in names)
     return max(1, round((n_target - rows) / len(names)))
@@ -161,7 +161,8 @@ def _dense(which):
 def _amplitudes(basis):
     def build(m, inp, seed):
         if basis not in inp.bases: raise ValueError(f"arm 'amp_{basis}' needs the {basis} bases (see arm_bases)")
-        return ArmModel(PrefixFrozenGPT(add_amplitudes(m, TARGETS, K=inp.K, basis=basis, bases=inp.bases[basis])), 'amplitudes')
+        m = add_amplitudes(m, TARGETS, K=inp.K, basis=basis, bases=inp.bases[basis])
+        return ArmModel(PrefixFrozenGPT(m), 'amplitudes')
     return build
 
 def _freezing(arm):
@@ -212,7 +213,8 @@ def sft_run(model, which, get_batch, tc: TrainConfig, *, seed=0, eval_steps=(), 
         if not names: names.extend(n for n, p in m.named_parameters() if p.requires_grad)
         if callback: callback(step, m, rec)
         if step in eval_steps: snaps[step] = {n: m.get_parameter(n).detach().clone() for n in names}
-    rec = train(model, get_batch, tc, which=which, seed=seed, desc=desc, progress=progress, callback=cb, loss_fn=target_loss)
+    rec = train(model, get_batch, tc, which=which, seed=seed, desc=desc, progress=progress, callback=cb,
+                loss_fn=target_loss)
     rec['snapshots'] = snaps
     return rec
 
@@ -236,16 +238,17 @@ class Run:
     val_loss: float = math.nan
 
 def sweep_arm(build, lrs, seeds, *, get_batch, tc: TrainConfig, batches: dict, eval_every: int, arm: str = '',
-              L0: dict | None = None, progress=False, bar=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "(runs, curves) of one arm: `build(seed)` → ArmModel; `batches`: {'val', 'test', 'train'}; `L0`: {'test', 'train'}."
+              L0: dict | None = None, progress=False, bar=None, cached: dict | None = None) -> tuple:
+    "(runs, curves) frames of one arm: `build(seed)` → ArmModel; `batches` {'val', 'test', 'train'}; `L0`."
+    # `cached`: `sweep_summary` of an identical earlier sweep; its losing runs are not trained again
     eval_steps = sorted({*range(eval_every, tc.steps + 1, eval_every), tc.steps})
     runs, curves, L0 = [], [], dict(L0 or {})
     ev = lambda m, split: evaluate(m, batches[split], loss_fn=target_loss)
     def one(lr, s, judge) -> Run:
         am = build(s)
         if not L0: L0.update(test=ev(am.model, 'test'), train=ev(am.model, 'train'))
-        rec = sft_run(am.model, am.which, get_batch, replace(tc, lr=lr), seed=s, eval_steps=eval_steps, callback=am.callback,
-                      desc=f'{arm} lr={lr:g} seed={s}', progress=progress)
+        rec = sft_run(am.model, am.which, get_batch, replace(tc, lr=lr), seed=s, eval_steps=eval_steps,
+                      callback=am.callback, desc=f'{arm} lr={lr:g} seed={s}', progress=progress)
         val = ev(am.model, 'val') if judge else math.nan
         if bar is not None: bar.update(1)
         return Run(am.model, rec, lr, s, val if math.isfinite(val) or not judge else math.inf)
@@ -258,11 +261,15 @@ def sweep_arm(build, lrs, seeds, *, get_batch, tc: TrainConfig, batches: dict, e
             test = eval_snapshots(run.model, rec['snapshots'], batches['test'])
             row.update(test_loss=test[tc.steps], train_loss=ev(run.model, 'train'), L0=L0['test'], L0_train=L0['train'])
             curves.append(dict(arm=arm, lr=run.lr, seed=run.seed, step=0, seconds=0.0, test_loss=L0['test']))
-            curves.extend(dict(arm=arm, lr=run.lr, seed=run.seed, step=k, seconds=rec['steps'][k - 1]['seconds'], test_loss=v)
-                          for k, v in test.items())
+            curves.extend(dict(arm=arm, lr=run.lr, seed=run.seed, step=k, seconds=rec['steps'][k - 1]['seconds'],
+                               test_loss=v) for k, v in test.items())
         runs.append(row)
     best = None
-    for lr in lrs:                                   # seed 0: every rate, judged on validation
+    if cached is not None:                           # seed 0 at the rate the identical sweep chose
+        runs.extend(dict(r, freeze=[]) for r in cached['losers'])
+        best = one(cached['lr'], seeds[0], judge=False)
+        best.val_loss = cached['val_loss']
+    for lr in (lrs if cached is None else []):       # seed 0: every rate, judged on validation
         run = one(lr, seeds[0], judge=len(lrs) > 1)
         if best is None or run.val_loss < best.val_loss: best, run = run, best
         if run is not None: record(run, chosen=False)
@@ -272,6 +279,15 @@ def sweep_arm(build, lrs, seeds, *, get_batch, tc: TrainConfig, batches: dict, e
     for s in seeds[1:]:                              # the other seeds at the chosen rate
         record(one(lr, s, judge=False), chosen=True)
     return pd.DataFrame(runs), pd.DataFrame(curves)
+
+def sweep_summary(runs: pd.DataFrame) -> dict:
+    "What a rerun of the same sweep needs: the chosen rate, its validation loss and the losing runs' rows."
+    seed0 = runs[runs.seed == runs.seed.iloc[0]]
+    win = seed0[seed0.chosen].iloc[0]
+    cols = [c for c in runs.columns if c != 'freeze']
+    losers = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+              for r in seed0[~seed0.chosen][cols].to_dict('records')]
+    return dict(lr=float(win.lr), val_loss=float(win.val_loss), losers=losers)
 
 # %% ../nbs/13_sft.ipynb #1b9fd9b3
 def stage_steps(plan: pd.DataFrame) -> list[int]:
@@ -328,7 +344,7 @@ def _first_reach(c: pd.DataFrame, target: float, clock: str = 'seconds'):
     return (math.nan, math.nan) if hit.empty else (int(hit.step.iloc[0]), float(hit[clock].iloc[0]))
 
 def per_seed(runs: pd.DataFrame, curves: pd.DataFrame, full: str = 'full', clock: str = 'seconds') -> pd.DataFrame:
-    "One row per chosen (arm, seed): losses, efficiencies, steps and times to the same seed's `full` loss; speedups on `clock`."
+    "One row per chosen (arm, seed): losses, efficiencies, steps and times to the seed's `full` loss (on `clock`)."
     ch = runs[runs.chosen].copy()
     if full not in set(ch.arm): raise ValueError(f"the {full!r} arm is needed: every efficiency is relative to it")
     F = ch[ch.arm == full].set_index('seed')
@@ -343,12 +359,14 @@ def per_seed(runs: pd.DataFrame, curves: pd.DataFrame, full: str = 'full', clock
         (_, t_full), (_, t95c) = _first_reach(c, f.test_loss, clock), _first_reach(c, t95, clock)
         (_, ft_full), (_, ft95) = _first_reach(fc, f.test_loss, clock), _first_reach(fc, t95, clock)
         run_time, f_run_time = float(c[clock].iloc[-1]), float(fc[clock].iloc[-1])
-        rows.append(dict(arm=r.arm, seed=r.seed, lr=r.lr, trainable_params=r.trainable_params, trainable_end=r.trainable_end,
+        rows.append(dict(arm=r.arm, seed=r.seed, lr=r.lr, trainable_params=r.trainable_params,
+                         trainable_end=r.trainable_end,
                          L0=r.L0, test_loss=r.test_loss, L0_train=r.L0_train, train_loss=r.train_loss,
                          efficiency=(r.L0 - r.test_loss) / (f.L0 - f.test_loss),
                          efficiency_train=(r.L0_train - r.train_loss) / (f.L0_train - f.train_loss),
                          steps_to_full=s_full, steps_to_95=s95,
-                         seconds=r.seconds, seconds_to_full=raw_full, seconds_to_95=raw95, raw_step_speed=f.seconds / r.seconds,
+                         seconds=r.seconds, seconds_to_full=raw_full, seconds_to_95=raw95,
+                         raw_step_speed=f.seconds / r.seconds,
                          run_time=run_time, time_to_full=t_full, time_to_95=t95c,
                          speedup_full=ft_full / t_full, speedup_95=ft95 / t95c, step_speed=f_run_time / run_time))
     return pd.DataFrame(rows)

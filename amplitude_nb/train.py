@@ -77,7 +77,8 @@ def resolve_precision(precision: str = 'auto') -> str:
     study.check_names([precision], PRECISIONS, 'precision')
     if precision != 'auto': return precision
     if bf16_native(): return 'bf16'
-    if not _noted: _noted.append(print("precision 'auto': no native bf16 matrix instructions on this CPU; training in fp32"))
+    if not _noted:
+        _noted.append(print("precision 'auto': no native bf16 matrix instructions on this CPU; training in fp32"))
     return 'fp32'
 
 def autocast(precision: str = 'auto'):
@@ -95,6 +96,7 @@ def select_params(model: torch.nn.Module, which='all') -> list[str]:
     if not names: raise ValueError(f"no parameter matches {which!r}")
     return names
 
+# %% ../nbs/03_train.ipynb #a2b3c4d5
 def lr_at(step: int, tc: TrainConfig) -> float:
     "Linear warmup over `tc.warmup` steps, then cosine decay to lr·min_lr_ratio at `tc.steps`."
     if step < tc.warmup: return tc.lr * (step + 1) / tc.warmup
@@ -191,13 +193,15 @@ def profile_data(profile) -> tuple:
     "(corpus, tokenizer, token ids) of a profile: the default corpus, cut to `corpus_docs` for smoke."
     prof = get_profile(profile)
     corpus = data.default_corpus()
-    if prof.corpus_docs: corpus = data.make_corpus(corpus.docs[:prof.corpus_docs], f"{corpus.source}[:{prof.corpus_docs}]")
+    if prof.corpus_docs:
+        corpus = data.make_corpus(corpus.docs[:prof.corpus_docs], f"{corpus.source}[:{prof.corpus_docs}]")
     tok = data.get_tokenizer(corpus, prof.model.vocab_size)
     return corpus, tok, data.encode_corpus(tok, corpus)
 
 def _provenance(prof, corpus, rec, t0, **kw) -> dict:
     last = rec['evals'][-1]['step'] if rec['evals'] else None
-    losses = {e['split'] + ('_before' if e['step'] == 0 else '_after'): e['loss'] for e in rec['evals'] if e['step'] in (0, last)}
+    losses = {e['split'] + ('_before' if e['step'] == 0 else '_after'): e['loss']
+              for e in rec['evals'] if e['step'] in (0, last)}
     return dict(profile=prof.name, profile_config=asdict(prof), seed=prof.seed, corpus_sha256=corpus.sha256,
                 corpus=corpus.source, package_version=amplitude_nb.__version__, torch_version=torch.__version__,
                 precision=rec['precision'], losses=losses, final_train_loss=rec['steps'][-1]['loss'],
@@ -211,7 +215,8 @@ def base_checkpoint(profile='smoke', progress=True) -> Path:
     prof = get_profile(profile)
     corpus, tok, ids = profile_data(prof)
     precision = resolve_precision(prof.pretrain.precision)
-    d = data.cache_dir()/'checkpoints'/f"{prof.name}-base-{_key(asdict(prof), corpus.sha256, amplitude_nb.__version__, precision)}"
+    key = _key(asdict(prof), corpus.sha256, amplitude_nb.__version__, precision)
+    d = data.cache_dir()/'checkpoints'/f"{prof.name}-base-{key}"
     if (d/'provenance.json').exists(): return d
     t0 = time.time()
     torch.manual_seed(prof.seed)
@@ -219,8 +224,9 @@ def base_checkpoint(profile='smoke', progress=True) -> Path:
     get, ev = lm_task(ids, prof.model.n_ctx, prof.pretrain, prof.seed)
     rec = train(model, get, prof.pretrain, which='all', evals={'val': ev}, seed=prof.seed, desc=f"{prof.name} base",
                 progress=progress)
-    prov = _provenance(prof, corpus, rec, t0, kind='base', n_params=n_params(model), train_tokens=int(len(ids['train'])),
-                       val_tokens=int(len(ids['val'])), base_train_tokens=rec['tokens'], base_val_loss=rec['evals'][-1]['loss'])
+    prov = _provenance(prof, corpus, rec, t0, kind='base', n_params=n_params(model),
+                       train_tokens=int(len(ids['train'])), val_tokens=int(len(ids['val'])),
+                       base_train_tokens=rec['tokens'], base_val_loss=rec['evals'][-1]['loss'])
     with _building(d) as tmp:
         save_checkpoint(model, tmp, tok)
         (tmp/'provenance.json').write_text(json.dumps(prov, indent=1))
