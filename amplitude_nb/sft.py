@@ -6,37 +6,20 @@
 from __future__ import annotations
 import copy, math, re, time
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from typing import Callable
 import numpy as np, pandas as pd
-import torch, torch.nn as nn
-from .model import GPT, GPTConfig, n_params
+import torch, torch.nn as nn, torch.nn.functional as F
+from .model import GPT, GPTConfig, n_params, lm_loss
 from .amplitudes import TARGETS, add_amplitudes, target_names, make_bases
-from .train import TrainConfig, train, evaluate, select_params, make_optimizer
-from .model import lm_loss
-from . import data
+from .train import TrainConfig, train, evaluate, select_params, make_optimizer, autocast, resolve_precision
+from . import data, study
 
 # %% auto #0
-__all__ = ['ARMS', 'FREEZING', 'PAPER_SFT', 'LR_GRID', 'TIMING_COLUMNS', 'eval_batches', 'PrefixFrozenGPT', 'freeze_plan',
-           'block_freeze_steps', 'Freezer', 'amplitude_count', 'lora_rank', 'arm_bases', 'arm_model', 'sft_run',
-           'eval_snapshots', 'sweep_arm', 'stage_steps', 'stage_at', 'step_timer', 'time_steps', 'add_cost_clock',
-           'per_seed', 'arm_table', 'freeze_verdict']
-
-# %% ../nbs/13_sft.ipynb #e6dfc798
-ARMS = ('full', 'c_proj', 'amp_random', 'amp_spectral', 'freeze', 'freeze_depth', 'lora')
-FREEZING = ('freeze', 'freeze_depth')     # full SFT plus a freeze plan: they run at full's chosen rate
-
-PAPER_SFT = dict(steps=50, L0=6.35, full=2.26, c_proj=4.90, efficiency=0.354, c_proj_pct=5.2, speedup_guess=(2.0, 3.0))
-
-LR_GRID = {'full': [3e-4, 1e-3, 3e-3], 'c_proj': [1e-3, 3e-3, 1e-2], 'amp_random': [3e-3, 1e-2, 3e-2],
-           'amp_spectral': [3e-3, 1e-2, 3e-2], 'lora': [3e-3, 1e-2, 3e-2]}
-
-# %% ../nbs/13_sft.ipynb #2158b638
-def eval_batches(sft: data.SFTData, batch_size: int = 32, n: int | None = None, seed: int = 0) -> list:
-    "Fixed, length-sorted evaluation batches of `sft` (or of `n` of its pairs, drawn with `seed`)."
-    idx = list(range(len(sft)))
-    if n is not None and n < len(sft): idx = torch.randperm(len(sft), generator=torch.Generator().manual_seed(seed))[:n].tolist()
-    idx = sorted(idx, key=lambda i: (len(sft.seqs[i]), i))
-    return [sft.batch(idx[i:i + batch_size]) for i in range(0, len(idx), batch_size)]
+__all__ = ['ARMS', 'TIMING_COLUMNS', 'PrefixFrozenGPT', 'target_loss', 'freeze_plan', 'block_freeze_steps', 'Freezer',
+           'amplitude_count', 'lora_rank', 'vera_rank', 'arm_bases', 'ArmInputs', 'ArmModel', 'Arm', 'arm_model',
+           'sft_run', 'eval_snapshots', 'Run', 'sweep_arm', 'sweep_summary', 'stage_steps', 'stage_at', 'step_timer',
+           'time_steps', 'add_cost_clock', 'per_seed', 'arm_table']
 
 # %% ../nbs/13_sft.ipynb #6b7962a4
 class PrefixFrozenGPT(nn.Module):
@@ -46,14 +29,26 @@ class PrefixFrozenGPT(nn.Module):
         self.config, self.transformer, self.lm_head = gpt.config, gpt.transformer, gpt.lm_head
         self.n_frozen = 0
 
-    def forward(self, idx):
+    def hidden(self, idx):
+        "The final hidden states (after `ln_f`), the frozen prefix computed without autograd."
         t, T = self.transformer, idx.shape[1]
         if T > self.config.n_ctx: raise ValueError(f"sequence length {T} exceeds n_ctx={self.config.n_ctx}")
         with torch.no_grad() if self.n_frozen else nullcontext():
             x = t.wte(idx) + t.wpe(torch.arange(T, device=idx.device))
             for block in t.h[:self.n_frozen]: x = block(x)
         for block in t.h[self.n_frozen:]: x = block(x)
-        return self.lm_head(t.ln_f(x))
+        return t.ln_f(x)
+
+    def forward(self, idx): return self.lm_head(self.hidden(idx))
+
+    def target_loss(self, x, y):
+        "`lm_loss(self(x), y)`, the LM head and softmax computed only at target positions (y ≠ -100)."
+        keep = y != -100
+        return F.cross_entropy(self.lm_head(self.hidden(x)[keep]).float(), y[keep])
+
+def target_loss(model, x, y):
+    "The SFT loss as `train`'s and `evaluate`'s `loss_fn`: the wrapped model's head at target positions only."
+    return model.target_loss(x, y)
 
 # %% ../nbs/13_sft.ipynb #a0158913
 def _block(name: str) -> int:
@@ -62,7 +57,7 @@ def _block(name: str) -> int:
     return int(m.group(1))
 
 def freeze_plan(schedule: list[str], steps: int, points) -> pd.DataFrame:
-    "One row per scheduled matrix (lowest PR first): its block, group, and the step after which it freezes (<NA>: never)."
+    "One row per scheduled matrix (lowest PR first): block, group, the step after which it freezes (<NA>: never)."
     points = list(points)
     if any(not 0 < p < 1 for p in points) or points != sorted(points):
         raise ValueError(f"freeze_points must be increasing fractions in (0, 1), got {points}")
@@ -90,7 +85,7 @@ class Freezer:
     def __call__(self, step: int, model=None, rec=None):
         m = self.model
         due = [f'{r.matrix}.{w}' for r in self.plan.itertuples() if pd.notna(r.step) and r.step == step
-               for w in ('weight', 'bias') if hasattr(m.get_submodule(r.matrix), w) and getattr(m.get_submodule(r.matrix), w) is not None]
+               for w in ('weight', 'bias') if getattr(m.get_submodule(r.matrix), w, None) is not None]
         blocks = [b for b, s in self.blocks.items() if s == step]
         due += [f'transformer.h.{b}.{n}' for b in blocks for n, _ in m.transformer.h[b].named_parameters()]
         if not due: return
@@ -109,11 +104,20 @@ def amplitude_count(model: nn.Module, K: int = 8, targets=TARGETS) -> int:
     "Number of Gaussian amplitudes: K per output row of every target matrix."
     return sum(model.get_submodule(n).weight.shape[0] * K for n in target_names(model, targets))
 
+# %% ../nbs/13_sft.ipynb #a9e1c7b2
 def lora_rank(model: nn.Module, n_target: int, targets=TARGETS) -> int:
-    "The LoRA rank r ≥ 1 whose trainable count r·Σ(in + out) over the targets is nearest `n_target` (ties: the smaller)."
+    "The LoRA rank r ≥ 1 whose count r·Σ(in + out) over the targets is nearest `n_target` (ties: the smaller)."
     per = sum(sum(model.get_submodule(n).weight.shape) for n in target_names(model, targets))
     return min(range(1, n_target // per + 3), key=lambda r: (abs(r * per - n_target), r))
 
+# %% ../nbs/13_sft.ipynb #b1f2d8c3
+def vera_rank(model: nn.Module, n_target: int, targets=TARGETS) -> int:
+    "The VeRA rank r ≥ 1 whose count Σ(r + out) over the targets is nearest `n_target`."
+    names = target_names(model, targets)
+    rows = sum(model.get_submodule(n).weight.shape[0] for n in names)
+    return max(1, round((n_target - rows) / len(names)))
+
+# %% ../nbs/13_sft.ipynb #d3b4f0e5
 def arm_bases(base: GPT, K: int = 8, seed: int = 0, covs: dict | None = None) -> dict:
     "{'random': Φ by target, 'spectral': Φ by target (when corpus covariances `covs` are given)}."
     names = target_names(base, TARGETS)
@@ -121,37 +125,96 @@ def arm_bases(base: GPT, K: int = 8, seed: int = 0, covs: dict | None = None) ->
     if covs is not None: out['spectral'] = make_bases(base, names, K, 'spectral', covs=covs)
     return out
 
-def arm_model(base: GPT, arm: str, seed: int = 0, K: int = 8, bases: dict | None = None, lora_r: int | None = None,
-              plan: pd.DataFrame | None = None) -> tuple[nn.Module, str, object]:
-    "(model, which, callback) for `arm`, built on a fresh copy of `base`."
-    m = copy.deepcopy(base)
-    if arm == 'full': return m, 'all', None
-    if arm == 'c_proj': return m, r'\.attn\.c_proj\.(weight|bias)$', None
-    if arm in ('amp_random', 'amp_spectral'):
-        basis = arm.removeprefix('amp_')
-        if not bases or basis not in bases: raise ValueError(f"arm {arm!r} needs the {basis} bases (see arm_bases)")
-        return add_amplitudes(m, TARGETS, K=K, basis=basis, bases=bases[basis]), 'amplitudes', None
-    if arm in FREEZING:
-        if plan is None: raise ValueError(f"arm {arm!r} needs a freeze plan (see freeze_plan)")
+# %% ../nbs/13_sft.ipynb #e4c5a1f6
+@dataclass
+class ArmInputs:
+    "What arms are built from besides the base: K and the amplitude bases, the freeze plans, the adapter ranks."
+    K: int = 8
+    bases: dict = field(default_factory=dict)      # {'random': {target: Φ}, 'spectral': ...} (see arm_bases)
+    plans: dict = field(default_factory=dict)      # {arm: freeze plan} for the freezing arms (see freeze_plan)
+    lora_r: int | None = None                      # None: matched to the amplitude count
+    vera_r: int | None = None                      # None: matched to the amplitude count
+
+@dataclass
+class ArmModel:
+    "A built arm: the model to train, the `which` that names its trainable parameters, a `train` callback."
+    model: nn.Module
+    which: str
+    callback: Callable | None = None
+
+@dataclass(frozen=True)
+class Arm:
+    "One arm of the study: its build, what it trains (in words), its rate grid, its key in study.PAPER['sft']."
+    name: str
+    build: Callable                  # build(copy of the base, ArmInputs, seed) → ArmModel
+    trains: str
+    lr_grid: tuple = ()              # (): a freezing arm, at full's chosen rate
+    paper: str | None = None
+
+    @property
+    def freezes(self) -> bool: return not self.lr_grid
+
+# %% ../nbs/13_sft.ipynb #f5d6b2a7
+def _dense(which):
+    return lambda m, inp, seed: ArmModel(PrefixFrozenGPT(m), which)
+
+def _amplitudes(basis):
+    def build(m, inp, seed):
+        if basis not in inp.bases: raise ValueError(f"arm 'amp_{basis}' needs the {basis} bases (see arm_bases)")
+        m = add_amplitudes(m, TARGETS, K=inp.K, basis=basis, bases=inp.bases[basis])
+        return ArmModel(PrefixFrozenGPT(m), 'amplitudes')
+    return build
+
+def _freezing(arm):
+    def build(m, inp, seed):
+        if arm not in inp.plans: raise ValueError(f"arm {arm!r} needs a freeze plan (see freeze_plan)")
         pm = PrefixFrozenGPT(m)
-        return pm, 'all', Freezer(pm, plan)
-    if arm == 'lora':
-        from peft import LoraConfig, inject_adapter_in_model
-        r = lora_r or lora_rank(m, amplitude_count(m, K), TARGETS)
-        torch.manual_seed(seed)
-        m = inject_adapter_in_model(LoraConfig(r=r, lora_alpha=r, lora_dropout=0.0, target_modules=list(TARGETS)), m)
-        return m, r'\.lora_[AB]\.', None
-    raise ValueError(f"unknown arm {arm!r}: one of {ARMS}")
+        return ArmModel(pm, 'all', Freezer(pm, inp.plans[arm]))
+    return build
+
+def _lora(m, inp, seed):
+    from peft import LoraConfig, inject_adapter_in_model
+    r = inp.lora_r or lora_rank(m, amplitude_count(m, inp.K))
+    torch.manual_seed(seed)
+    m = inject_adapter_in_model(LoraConfig(r=r, lora_alpha=r, lora_dropout=0.0, target_modules=list(TARGETS)), m)
+    return ArmModel(PrefixFrozenGPT(m), r'\.lora_[AB]\.')
+
+def _vera(m, inp, seed):
+    from peft import VeraConfig
+    from peft.tuners.vera import VeraModel
+    r = inp.vera_r or vera_rank(m, amplitude_count(m, inp.K))
+    VeraModel(m, VeraConfig(r=r, target_modules=list(TARGETS), vera_dropout=0.0, projection_prng_key=seed), 'default')
+    return ArmModel(PrefixFrozenGPT(m), r'\.vera_lambda_[bd]\.')
+
+# %% ../nbs/13_sft.ipynb #a6e7c3b8
+ARMS = {a.name: a for a in (
+    Arm('full', _dense('all'), 'every parameter', (3e-4, 1e-3, 3e-3), paper='full'),
+    Arm('c_proj', _dense(r'\.attn\.c_proj\.(weight|bias)$'), 'every attn.c_proj weight and bias', (1e-3, 3e-3, 1e-2),
+        paper='c_proj'),
+    Arm('amp_random', _amplitudes('random'), 'Gaussian amplitudes, random basis', (3e-3, 1e-2, 3e-2)),
+    Arm('amp_spectral', _amplitudes('spectral'), 'Gaussian amplitudes, spectral basis', (3e-3, 1e-2, 3e-2)),
+    Arm('freeze', _freezing('freeze'), 'every parameter, frozen lowest PR first'),
+    Arm('freeze_depth', _freezing('freeze_depth'), 'every parameter, frozen front blocks first'),
+    Arm('lora', _lora, 'LoRA adapters (PEFT), rank matched to the amplitudes', (3e-3, 1e-2, 3e-2)),
+    Arm('vera', _vera, 'VeRA scaling vectors (PEFT), rank matched to the amplitudes', (3e-3, 1e-2, 3e-2)),
+)}
+
+def arm_model(base: GPT, arm: str, inputs: ArmInputs, seed: int = 0) -> ArmModel:
+    "Arm `arm` built on a fresh copy of `base`."
+    study.check_names([arm], list(ARMS), 'arm')
+    return ARMS[arm].build(copy.deepcopy(base), inputs, seed)
 
 # %% ../nbs/13_sft.ipynb #de73e9cf
-def sft_run(model, which, get_batch, tc: TrainConfig, seed=0, eval_steps=(), callback=None, desc='sft', progress=False) -> dict:
+def sft_run(model, which, get_batch, tc: TrainConfig, *, seed=0, eval_steps=(), callback=None, desc='sft',
+            progress=False) -> dict:
     "`train`'s record of one run, plus `snapshots`: {step: {name: tensor}} of the trainable parameters at `eval_steps`."
     snaps, names = {}, []
     def cb(step, m, rec):
         if not names: names.extend(n for n, p in m.named_parameters() if p.requires_grad)
         if callback: callback(step, m, rec)
         if step in eval_steps: snaps[step] = {n: m.get_parameter(n).detach().clone() for n in names}
-    rec = train(model, get_batch, tc, which, None, seed, desc, progress, cb)
+    rec = train(model, get_batch, tc, which=which, seed=seed, desc=desc, progress=progress, callback=cb,
+                loss_fn=target_loss)
     rec['snapshots'] = snaps
     return rec
 
@@ -161,46 +224,70 @@ def eval_snapshots(model, snapshots: dict, batches) -> dict[int, float]:
     out = {}
     for step in sorted(snapshots):
         for n, t in snapshots[step].items(): model.get_parameter(n).copy_(t)
-        out[step] = evaluate(model, batches)
+        out[step] = evaluate(model, batches, loss_fn=target_loss)
     return out
 
 # %% ../nbs/13_sft.ipynb #324d4af8
-def sweep_arm(build, lrs, seeds, get_batch, tc: TrainConfig, batches: dict, eval_every: int, arm: str = '',
-              L0: dict | None = None, progress=False, bar=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "(runs, curves) of one arm: `build(seed)` → (model, which, callback); `batches` = {'val', 'test', 'train'}; `L0` = {'test', 'train'} losses before training."
+@dataclass
+class Run:
+    "One finished training run of an arm: its model and `train` record, rate, seed and validation loss."
+    model: nn.Module
+    rec: dict
+    lr: float
+    seed: int
+    val_loss: float = math.nan
+
+def sweep_arm(build, lrs, seeds, *, get_batch, tc: TrainConfig, batches: dict, eval_every: int, arm: str = '',
+              L0: dict | None = None, progress=False, bar=None, cached: dict | None = None) -> tuple:
+    "(runs, curves) frames of one arm: `build(seed)` → ArmModel; `batches` {'val', 'test', 'train'}; `L0`."
+    # `cached`: `sweep_summary` of an identical earlier sweep; its losing runs are not trained again
     eval_steps = sorted({*range(eval_every, tc.steps + 1, eval_every), tc.steps})
     runs, curves, L0 = [], [], dict(L0 or {})
-    def one(lr, s, judge):
-        model, which, cb = build(s)
-        if not L0: L0.update(test=evaluate(model, batches['test']), train=evaluate(model, batches['train']))
-        rec = sft_run(model, which, get_batch, replace(tc, lr=lr), s, eval_steps, cb, f'{arm} lr={lr:g} seed={s}', progress)
-        val = evaluate(model, batches['val']) if judge else math.nan
+    ev = lambda m, split: evaluate(m, batches[split], loss_fn=target_loss)
+    def one(lr, s, judge) -> Run:
+        am = build(s)
+        if not L0: L0.update(test=ev(am.model, 'test'), train=ev(am.model, 'train'))
+        rec = sft_run(am.model, am.which, get_batch, replace(tc, lr=lr), seed=s, eval_steps=eval_steps,
+                      callback=am.callback, desc=f'{arm} lr={lr:g} seed={s}', progress=progress)
+        val = ev(am.model, 'val') if judge else math.nan
         if bar is not None: bar.update(1)
-        return model, rec, val if math.isfinite(val) or not judge else math.inf
-    def record(model, rec, lr, s, val, chosen):
-        row = dict(arm=arm, lr=lr, seed=s, chosen=chosen, val_loss=val, test_loss=np.nan, train_loss=np.nan,
-                   trainable_params=rec['trainable_params'], trainable_end=n_params(model, True),
+        return Run(am.model, rec, lr, s, val if math.isfinite(val) or not judge else math.inf)
+    def record(run: Run, chosen: bool):
+        rec = run.rec
+        row = dict(arm=arm, lr=run.lr, seed=run.seed, chosen=chosen, val_loss=run.val_loss, test_loss=np.nan,
+                   train_loss=np.nan, trainable_params=rec['trainable_params'], trainable_end=n_params(run.model, True),
                    seconds=rec['seconds'], tokens_per_s=rec['tokens_per_s'], freeze=rec.get('freeze', []))
         if chosen:
-            test = eval_snapshots(model, rec['snapshots'], batches['test'])
-            row.update(test_loss=test[tc.steps], train_loss=evaluate(model, batches['train']), L0=L0['test'], L0_train=L0['train'])
-            curves.extend([dict(arm=arm, lr=lr, seed=s, step=0, seconds=0.0, test_loss=L0['test'])] +
-                          [dict(arm=arm, lr=lr, seed=s, step=k, seconds=rec['steps'][k - 1]['seconds'], test_loss=v) for k, v in test.items()])
+            test = eval_snapshots(run.model, rec['snapshots'], batches['test'])
+            row.update(test_loss=test[tc.steps], train_loss=ev(run.model, 'train'), L0=L0['test'], L0_train=L0['train'])
+            curves.append(dict(arm=arm, lr=run.lr, seed=run.seed, step=0, seconds=0.0, test_loss=L0['test']))
+            curves.extend(dict(arm=arm, lr=run.lr, seed=run.seed, step=k, seconds=rec['steps'][k - 1]['seconds'],
+                               test_loss=v) for k, v in test.items())
         runs.append(row)
     best = None
-    for lr in lrs:                                   # seed 0: every rate, judged on validation
-        model, rec, val = one(lr, seeds[0], judge=len(lrs) > 1)
-        if best is None or val < best[3]:
-            if best is not None: record(*best[:3], seeds[0], best[3], False)
-            best = (model, rec, lr, val)
-        else: record(model, rec, lr, seeds[0], val, False)
-        del model, rec
-    record(*best[:3], seeds[0], best[3], True)
-    lr = best[2]; del best
+    if cached is not None:                           # seed 0 at the rate the identical sweep chose
+        runs.extend(dict(r, freeze=[]) for r in cached['losers'])
+        best = one(cached['lr'], seeds[0], judge=False)
+        best.val_loss = cached['val_loss']
+    for lr in (lrs if cached is None else []):       # seed 0: every rate, judged on validation
+        run = one(lr, seeds[0], judge=len(lrs) > 1)
+        if best is None or run.val_loss < best.val_loss: best, run = run, best
+        if run is not None: record(run, chosen=False)
+        del run
+    record(best, chosen=True)
+    lr = best.lr; del best
     for s in seeds[1:]:                              # the other seeds at the chosen rate
-        model, rec, _ = one(lr, s, judge=False)
-        record(model, rec, lr, s, math.nan, True)
+        record(one(lr, s, judge=False), chosen=True)
     return pd.DataFrame(runs), pd.DataFrame(curves)
+
+def sweep_summary(runs: pd.DataFrame) -> dict:
+    "What a rerun of the same sweep needs: the chosen rate, its validation loss and the losing runs' rows."
+    seed0 = runs[runs.seed == runs.seed.iloc[0]]
+    win = seed0[seed0.chosen].iloc[0]
+    cols = [c for c in runs.columns if c != 'freeze']
+    losers = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+              for r in seed0[~seed0.chosen][cols].to_dict('records')]
+    return dict(lr=float(win.lr), val_loss=float(win.val_loss), losers=losers)
 
 # %% ../nbs/13_sft.ipynb #1b9fd9b3
 def stage_steps(plan: pd.DataFrame) -> list[int]:
@@ -211,7 +298,8 @@ def stage_at(step: int, stages) -> int:
     "The freeze stage of training step `step` (1-based): how many freeze points come before it."
     return sum(s < step for s in stages)
 
-def step_timer(model, which, tc: TrainConfig, freezer=None, stage: int = 0, stages=()):
+# %% ../nbs/13_sft.ipynb #e1f2a3b4
+def step_timer(model, which, tc: TrainConfig, *, freezer=None, stage: int = 0, stages=()):
     "One training step `(x, y) → None` exactly as `train` takes it, with the model frozen as in `stage`."
     torch.set_flush_denormal(True)
     select_params(model, which)
@@ -220,17 +308,19 @@ def step_timer(model, which, tc: TrainConfig, freezer=None, stage: int = 0, stag
         for s in list(stages)[:stage]: freezer(s)
     model.train()
     params = [p for g in opt.param_groups for p in g['params']]
+    precision = resolve_precision(tc.precision)
     def step(x, y):
         for g in opt.param_groups: g['lr'] = tc.lr
-        loss = lm_loss(model(x), y)
+        with autocast(precision): loss = target_loss(model, x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if tc.grad_clip: torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+        if tc.grad_clip: torch.nn.utils.clip_grad_norm_(params, tc.grad_clip, foreach=True)
         opt.step()
     return step
 
+# %% ../nbs/13_sft.ipynb #f2a3b4c5
 def time_steps(timers: dict, batches: list, reps: int = 3) -> pd.DataFrame:
-    "Seconds per step of each timer {(arm, stage): step}, round-robin over `reps` rounds (order alternating) on the same `batches`."
+    "Seconds per step of each timer {(arm, stage): step}, round-robin over `reps` rounds (order alternating)."
     for f in timers.values(): f(*batches[0])                  # warm-up: optimizer state, allocator
     rows, keys = [], list(timers)
     for rep in range(reps):
@@ -254,7 +344,7 @@ def _first_reach(c: pd.DataFrame, target: float, clock: str = 'seconds'):
     return (math.nan, math.nan) if hit.empty else (int(hit.step.iloc[0]), float(hit[clock].iloc[0]))
 
 def per_seed(runs: pd.DataFrame, curves: pd.DataFrame, full: str = 'full', clock: str = 'seconds') -> pd.DataFrame:
-    "One row per chosen (arm, seed): losses, efficiencies, steps and times to the same seed's `full` loss; speedups on `clock`."
+    "One row per chosen (arm, seed): losses, efficiencies, steps and times to the seed's `full` loss (on `clock`)."
     ch = runs[runs.chosen].copy()
     if full not in set(ch.arm): raise ValueError(f"the {full!r} arm is needed: every efficiency is relative to it")
     F = ch[ch.arm == full].set_index('seed')
@@ -269,16 +359,19 @@ def per_seed(runs: pd.DataFrame, curves: pd.DataFrame, full: str = 'full', clock
         (_, t_full), (_, t95c) = _first_reach(c, f.test_loss, clock), _first_reach(c, t95, clock)
         (_, ft_full), (_, ft95) = _first_reach(fc, f.test_loss, clock), _first_reach(fc, t95, clock)
         run_time, f_run_time = float(c[clock].iloc[-1]), float(fc[clock].iloc[-1])
-        rows.append(dict(arm=r.arm, seed=r.seed, lr=r.lr, trainable_params=r.trainable_params, trainable_end=r.trainable_end,
+        rows.append(dict(arm=r.arm, seed=r.seed, lr=r.lr, trainable_params=r.trainable_params,
+                         trainable_end=r.trainable_end,
                          L0=r.L0, test_loss=r.test_loss, L0_train=r.L0_train, train_loss=r.train_loss,
                          efficiency=(r.L0 - r.test_loss) / (f.L0 - f.test_loss),
                          efficiency_train=(r.L0_train - r.train_loss) / (f.L0_train - f.train_loss),
                          steps_to_full=s_full, steps_to_95=s95,
-                         seconds=r.seconds, seconds_to_full=raw_full, seconds_to_95=raw95, raw_step_speed=f.seconds / r.seconds,
+                         seconds=r.seconds, seconds_to_full=raw_full, seconds_to_95=raw95,
+                         raw_step_speed=f.seconds / r.seconds,
                          run_time=run_time, time_to_full=t_full, time_to_95=t95c,
                          speedup_full=ft_full / t_full, speedup_95=ft95 / t95c, step_speed=f_run_time / run_time))
     return pd.DataFrame(rows)
 
+# %% ../nbs/13_sft.ipynb #a3b4c5d6
 TIMING_COLUMNS = ('seconds', 'seconds_to_full', 'seconds_to_95', 'raw_step_speed',
                   'run_time', 'time_to_full', 'time_to_95', 'speedup_full', 'speedup_95', 'step_speed')
 
@@ -294,49 +387,9 @@ def arm_table(ps: pd.DataFrame, n_total: int, arms=None) -> pd.DataFrame:
         trainable_end=g.trainable_end.mean(),
         reached_full=g.steps_to_full.count(), steps_to_full=g.steps_to_full.mean(),
         reached_95=g.steps_to_95.count(), steps_to_95=g.steps_to_95.mean()))
-    for c in TIMING_COLUMNS: t[c] = g[c].apply(lambda s: pd.to_numeric(s, errors='coerce').mean())
-    for c in ('seconds', 'speedup_full', 'speedup_95'): t[c + '_std'] = g[c].apply(lambda s: pd.to_numeric(s, errors='coerce').std(ddof=1))
+    num = lambda s: pd.to_numeric(s, errors='coerce')
+    for c in TIMING_COLUMNS: t[c] = g[c].apply(lambda s: num(s).mean())
+    for c in ('seconds', 'speedup_full', 'speedup_95'): t[c + '_std'] = g[c].apply(lambda s: num(s).std(ddof=1))
     t = t.reset_index()
     if arms is not None: t = t.set_index('arm').loc[[a for a in arms if a in set(t.arm)]].reset_index()
     return t
-
-# %% ../nbs/13_sft.ipynb #fc5265c3
-def freeze_verdict(table: pd.DataFrame, guess=PAPER_SFT['speedup_guess']) -> str:
-    "A plain statement of what the `freeze` arm's measured speedup says about the paper's guessed 2–3×."
-    t = table.set_index('arm')
-    if not {'full', 'freeze'} <= set(t.index): return "No verdict: the run needs both the `full` and the `freeze` arm."
-    f, z = t.loc['full'], t.loc['freeze']
-    lo, hi = guess
-    cost = z.test_loss_mean - f.test_loss_mean
-    head = (f"Over a run, PR-guided freezing trained {z.step_speed:.2f}× as fast as full SFT ({f.run_time:.3g} s against "
-            f"{z.run_time:.3g} s on the interleaved step-cost clock; the runs' own clocks, read at different times on a shared "
-            f"machine, say {z.raw_step_speed:.2f}×), and ended at test loss {z.test_loss_mean:.3f} against full's "
-            f"{f.test_loss_mean:.3f} ({cost:+.3f}, mean of {int(z.n_seeds)} seed(s)). ")
-    sd = lambda c: f" (± {z[c]:.2f} over seeds)" if c in z and pd.notna(z[c]) else ""
-    if z.reached_full:
-        sp, what = z.speedup_full, (f"reached the full arm's final test loss in {int(z.reached_full)} of {int(z.n_seeds)} seed(s), "
-                                    f"with a wall-clock speedup to that loss of {z.speedup_full:.2f}×{sd('speedup_full_std')}")
-    elif z.reached_95:
-        sp, what = z.speedup_95, (f"never reached the full arm's final test loss; it reached 95% of full's improvement in "
-                                  f"{int(z.reached_95)} of {int(z.n_seeds)} seed(s), {z.speedup_95:.2f}×{sd('speedup_95_std')} as fast as full did")
-    else:
-        return head + (f"It reached neither the full arm's final test loss nor 95% of its improvement, so there is no "
-                       f"speedup to the same loss: the data do not support the paper's {lo:g}–{hi:g}× guess.")
-    spread = z.get('speedup_full_std' if z.reached_full else 'speedup_95_std', math.nan)
-    low = sp - spread if pd.notna(spread) else sp          # one seed-to-seed standard deviation below the mean
-    if low >= lo: judge = f"That supports the paper's {lo:g}–{hi:g}× guess" + (" (and exceeds it)." if low > hi else ".")
-    elif sp >= lo: judge = (f"On average that is in the paper's {lo:g}–{hi:g}× range, but the seed-to-seed spread is too wide "
-                            f"to call it: the data neither confirm nor rule out the guess.")
-    elif low > 1: judge = f"That is faster, but short of the paper's {lo:g}–{hi:g}× guess, which these data do not support."
-    elif sp > 1: judge = (f"That is no speedup distinguishable from the timing noise between seeds; the data do not support "
-                          f"the paper's {lo:g}–{hi:g}× guess.")
-    else: judge = f"That is no speedup at all: the data do not support the paper's {lo:g}–{hi:g}× guess."
-    return head + f"It {what}. " + judge + _control(t)
-
-def _control(t: pd.DataFrame) -> str:
-    if 'freeze_depth' not in t.index: return ''
-    c = t.loc['freeze_depth']
-    reach = (f"reached full's final loss in {int(c.reached_full)} of {int(c.n_seeds)} seed(s) ({c.speedup_full:.2f}× to it)"
-             if c.reached_full else f"did not reach full's final loss" + (f" (95% of its improvement {c.speedup_95:.2f}× as fast as full)" if c.reached_95 else ''))
-    return (f" The control that freezes as many matrices at the same points but front blocks first (`freeze_depth`) trained "
-            f"{c.step_speed:.2f}× as fast over a run, ended at {c.test_loss_mean:.3f}, and {reach}.")

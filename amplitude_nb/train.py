@@ -5,21 +5,22 @@
 # %% ../nbs/03_train.ipynb #5629d056
 from __future__ import annotations
 import hashlib, json, math, re, shutil, time, os
+from contextlib import nullcontext
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 import amplitude_nb
 from .model import GPT, GPTConfig, n_params, lm_loss, save_checkpoint, load_checkpoint
 from .amplitudes import (TARGETS, add_amplitudes, amplitude_modules, target_names, corpus_covariances,
                                      save_amplitude_checkpoint, load_amplitude_checkpoint)
-from . import data
+from . import data, study
 
 # %% auto #0
-__all__ = ['PROFILES', 'TrainConfig', 'Profile', 'get_profile', 'select_params', 'lr_at', 'make_optimizer', 'evaluate', 'train',
-           'lm_task', 'sft_eval_batches', 'sft_task', 'profile_data', 'base_checkpoint', 'sft_splits',
-           'amplitude_checkpoint', 'reference_checkpoints']
+__all__ = ['PROFILES', 'PRECISIONS', 'TrainConfig', 'Profile', 'get_profile', 'bf16_native', 'resolve_precision', 'autocast',
+           'select_params', 'lr_at', 'make_optimizer', 'evaluate', 'train', 'lm_task', 'sft_task', 'profile_data',
+           'base_checkpoint', 'sft_splits', 'amplitude_checkpoint', 'reference_checkpoints']
 
 # %% ../nbs/03_train.ipynb #712f580b
 @dataclass(frozen=True)
@@ -35,35 +36,54 @@ class TrainConfig:
     eval_batches: int = 8
     optimizer: str = 'adamw'      # 'adamw', 'sgd' or 'sgd_momentum'
     momentum: float = 0.9         # for 'sgd_momentum'
+    precision: str = 'auto'       # 'auto' (bf16 where the CPU has native bf16), 'bf16' or 'fp32'
 
+# %% ../nbs/03_train.ipynb #a7d1e0c2
 @dataclass(frozen=True)
 class Profile:
+    "A `study.PROFILES` entry as the training code reads it: typed model and training configs."
     name: str
     model: GPTConfig
     pretrain: TrainConfig
-    sft: TrainConfig
+    amplitudes: TrainConfig         # the amplitude checkpoint's fine-tuning
     corpus_docs: int | None = None   # use only the first n documents of the corpus (smoke)
     K: int = 8
     seed: int = 0
     def __getitem__(self, k): return getattr(self, k)
 
-PROFILES = {
-    'smoke': Profile('smoke', GPTConfig(vocab_size=320, n_ctx=96, n_embd=16, n_layer=2, n_head=2),
-                     TrainConfig(steps=30, batch_size=8, lr=3e-3, warmup=3, eval_every=15, eval_batches=2),
-                     TrainConfig(steps=20, batch_size=8, lr=3e-2, warmup=2, eval_every=10, eval_batches=2),
-                     corpus_docs=3000),
-    'quick': Profile('quick', GPTConfig(vocab_size=4096, n_ctx=128, n_embd=128, n_layer=8, n_head=4),
-                     TrainConfig(steps=300, batch_size=16, lr=2e-3, warmup=30, eval_every=100, eval_batches=8),
-                     TrainConfig(steps=100, batch_size=16, lr=1e-2, warmup=10, eval_every=50, eval_batches=8)),
-    'paper': Profile('paper', GPTConfig(vocab_size=15000, n_ctx=256, n_embd=256, n_layer=8, n_head=8),
-                     TrainConfig(steps=400, batch_size=16, lr=1.5e-3, warmup=40, eval_every=100, eval_batches=8),
-                     TrainConfig(steps=150, batch_size=16, lr=1e-2, warmup=15, eval_every=50, eval_batches=8)),
-}
+    @classmethod
+    def from_spec(cls, spec: study.ProfileSpec) -> Profile:
+        return cls(spec.name, GPTConfig(**spec.model), TrainConfig(**spec.pretrain), TrainConfig(**spec.amplitudes),
+                   corpus_docs=spec.corpus_docs, K=spec.K, seed=spec.seed)
+
+PROFILES = {name: Profile.from_spec(spec) for name, spec in study.PROFILES.items()}
 
 def get_profile(p) -> Profile:
-    if isinstance(p, Profile): return p
-    if p not in PROFILES: raise ValueError(f"unknown profile {p!r}: one of {list(PROFILES)}")
-    return PROFILES[p]
+    "The `Profile` of `p` (a name from `study.PROFILES`, a `ProfileSpec` or a `Profile`)."
+    return p if isinstance(p, Profile) else Profile.from_spec(study.profile_spec(p))
+
+# %% ../nbs/03_train.ipynb #c5e2a9d4
+PRECISIONS = ('auto', 'bf16', 'fp32')
+
+def bf16_native() -> bool:
+    "Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX tiles), the case where bf16 autocast pays."
+    cpu = torch.cpu
+    return any(getattr(cpu, f, lambda: False)() for f in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'))
+
+_noted = []
+
+def resolve_precision(precision: str = 'auto') -> str:
+    "'bf16' or 'fp32': `precision`, or for 'auto' bf16 where `bf16_native()`, else fp32 with a one-line note."
+    study.check_names([precision], PRECISIONS, 'precision')
+    if precision != 'auto': return precision
+    if bf16_native(): return 'bf16'
+    if not _noted:
+        _noted.append(print("precision 'auto': no native bf16 matrix instructions on this CPU; training in fp32"))
+    return 'fp32'
+
+def autocast(precision: str = 'auto'):
+    "The context a training step's forward pass and loss run in: bf16 autocast on the CPU, or none (fp32)."
+    return torch.autocast('cpu', dtype=torch.bfloat16) if resolve_precision(precision) == 'bf16' else nullcontext()
 
 # %% ../nbs/03_train.ipynb #84b9abff
 def select_params(model: torch.nn.Module, which='all') -> list[str]:
@@ -76,6 +96,7 @@ def select_params(model: torch.nn.Module, which='all') -> list[str]:
     if not names: raise ValueError(f"no parameter matches {which!r}")
     return names
 
+# %% ../nbs/03_train.ipynb #a2b3c4d5
 def lr_at(step: int, tc: TrainConfig) -> float:
     "Linear warmup over `tc.warmup` steps, then cosine decay to lr·min_lr_ratio at `tc.steps`."
     if step < tc.warmup: return tc.lr * (step + 1) / tc.warmup
@@ -86,36 +107,43 @@ def lr_at(step: int, tc: TrainConfig) -> float:
 def make_optimizer(model, tc: TrainConfig):
     "AdamW (decoupled weight decay on matrices only), plain SGD or SGD with momentum, by `tc.optimizer`."
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decay = [p for n, p in params if p.ndim >= 2 and not n.endswith('amplitudes')]
-    other = [p for n, p in params if not (p.ndim >= 2 and not n.endswith('amplitudes'))]
-    groups = [g for g in (dict(params=decay, weight_decay=tc.weight_decay), dict(params=other, weight_decay=0.0)) if g['params']]
-    if tc.optimizer == 'adamw': return torch.optim.AdamW(groups, lr=tc.lr, betas=(0.9, 0.95), eps=1e-8)
+    decays = lambda n, p: p.ndim >= 2 and not n.endswith('amplitudes')
+    groups = [dict(params=[p for n, p in params if decays(n, p)], weight_decay=tc.weight_decay),
+              dict(params=[p for n, p in params if not decays(n, p)], weight_decay=0.0)]
+    groups = [g for g in groups if g['params']]
+    if tc.optimizer == 'adamw': return torch.optim.AdamW(groups, lr=tc.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
     if tc.optimizer in ('sgd', 'sgd_momentum'):
         return torch.optim.SGD(groups, lr=tc.lr, momentum=tc.momentum if tc.optimizer == 'sgd_momentum' else 0.0)
     raise ValueError(f"unknown optimizer {tc.optimizer!r}: valid optimizers are adamw, sgd, sgd_momentum")
 
+# %% ../nbs/03_train.ipynb #f2b8d4e6
 @torch.no_grad()
-def evaluate(model, batches) -> float:
-    "Mean loss per target token over a fixed list of (x, y) batches."
+def evaluate(model, batches, *, loss_fn=None) -> float:
+    "Mean loss per target token over a fixed list of (x, y) batches, in fp32 (`loss_fn(model, x, y)` as in `train`)."
     was = model.training; model.eval()
+    loss_fn = loss_fn or (lambda m, x, y: lm_loss(m(x), y))
     tot, n = 0.0, 0
     for x, y in batches:
         k = int((y != -100).sum())
-        tot += lm_loss(model(x), y).item() * k; n += k
+        tot += loss_fn(model, x, y).item() * k; n += k
     model.train(was)
     return tot / max(n, 1)
 
-def train(model, get_batch, tc: TrainConfig, which='all', evals: dict | None = None, seed=0,
-          desc='train', progress=True, callback=None) -> dict:
+# %% ../nbs/03_train.ipynb #0b7d2c19
+def train(model, get_batch, tc: TrainConfig, *, which='all', evals: dict | None = None, seed=0,
+          desc='train', progress=True, callback=None, loss_fn=None) -> dict:
     "Train the `which` parameters of `model` for `tc.steps` steps; returns a record of the run."
     torch.set_flush_denormal(True)
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     trainable = select_params(model, which)
     opt = make_optimizer(model, tc)
+    params = [p for grp in opt.param_groups for p in grp['params']]
+    precision = resolve_precision(tc.precision)
+    loss_fn = loss_fn or (lambda m, x, y: lm_loss(m(x), y))
     evals = evals or {}
     rec = dict(which=which, trainable_params=sum(model.get_parameter(n).numel() for n in trainable),
-               steps=[], evals=[])
+               precision=precision, steps=[], evals=[])
     def run_evals(step):
         for k, f in evals.items(): rec['evals'].append(dict(step=step, split=k, loss=f(model)))
     run_evals(0)
@@ -126,17 +154,18 @@ def train(model, get_batch, tc: TrainConfig, which='all', evals: dict | None = N
         x, y = get_batch(g)
         t0 = time.perf_counter()
         for grp in opt.param_groups: grp['lr'] = lr_at(step, tc)
-        loss = lm_loss(model(x), y)
+        with autocast(precision): loss = loss_fn(model, x, y)       # forward and loss: bf16 matmuls, fp32 loss
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if tc.grad_clip: torch.nn.utils.clip_grad_norm_([p for grp in opt.param_groups for p in grp['params']], tc.grad_clip)
+        loss.backward()                                             # gradients land in the fp32 weights' .grad
+        if tc.grad_clip: torch.nn.utils.clip_grad_norm_(params, tc.grad_clip, foreach=True)
         opt.step()
         t_train += time.perf_counter() - t0
         tokens += x.numel()
         rec['steps'].append(dict(step=step + 1, loss=loss.item(), lr=opt.param_groups[0]['lr'], seconds=t_train))
         if callback: callback(step + 1, model, rec)
         bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens / t_train:,.0f}", refresh=False)
-        if evals and ((step + 1) % tc.eval_every == 0 or step + 1 == tc.steps) and (step + 1) > rec['evals'][-1]['step']: run_evals(step + 1)
+        due = (step + 1) % tc.eval_every == 0 or step + 1 == tc.steps
+        if evals and due and (step + 1) > rec['evals'][-1]['step']: run_evals(step + 1)
     model.eval()
     rec.update(tokens=tokens, seconds=t_train, tokens_per_s=tokens / max(t_train, 1e-9))
     return rec
@@ -148,12 +177,9 @@ def lm_task(tokens: dict, n_ctx: int, tc: TrainConfig, seed=0):
     val = [data.lm_batch(tokens['val'], tc.batch_size, n_ctx, g) for _ in range(tc.eval_batches)]
     return (lambda g: data.lm_batch(tokens['train'], tc.batch_size, n_ctx, g)), (lambda m: evaluate(m, val))
 
-def sft_eval_batches(sft: data.SFTData, batch_size: int) -> list:
-    return [sft.batch(list(range(i, min(i + batch_size, len(sft))))) for i in range(0, len(sft), batch_size)]
-
 def sft_task(train_sft: data.SFTData, eval_sft: data.SFTData, tc: TrainConfig):
-    "(get_batch, eval fn) for SFT: random training pairs; every evaluation pair, in order."
-    ev = sft_eval_batches(eval_sft, tc.batch_size)
+    "(get_batch, eval fn) for SFT: random training pairs; every evaluation pair, in length-sorted batches."
+    ev = data.eval_batches(eval_sft, tc.batch_size)
     def get(g): return train_sft.batch(torch.randperm(len(train_sft), generator=g)[:tc.batch_size].tolist())
     return get, (lambda m: evaluate(m, ev))
 
@@ -167,35 +193,43 @@ def profile_data(profile) -> tuple:
     "(corpus, tokenizer, token ids) of a profile: the default corpus, cut to `corpus_docs` for smoke."
     prof = get_profile(profile)
     corpus = data.default_corpus()
-    if prof.corpus_docs: corpus = data.make_corpus(corpus.docs[:prof.corpus_docs], f"{corpus.source}[:{prof.corpus_docs}]")
+    if prof.corpus_docs:
+        corpus = data.make_corpus(corpus.docs[:prof.corpus_docs], f"{corpus.source}[:{prof.corpus_docs}]")
     tok = data.get_tokenizer(corpus, prof.model.vocab_size)
     return corpus, tok, data.encode_corpus(tok, corpus)
 
 def _provenance(prof, corpus, rec, t0, **kw) -> dict:
-    losses = {e['split'] + ('_before' if e['step'] == 0 else '_after'): e['loss'] for e in rec['evals'] if e['step'] in (0, rec['evals'][-1]['step'])}
+    last = rec['evals'][-1]['step'] if rec['evals'] else None
+    losses = {e['split'] + ('_before' if e['step'] == 0 else '_after'): e['loss']
+              for e in rec['evals'] if e['step'] in (0, last)}
     return dict(profile=prof.name, profile_config=asdict(prof), seed=prof.seed, corpus_sha256=corpus.sha256,
                 corpus=corpus.source, package_version=amplitude_nb.__version__, torch_version=torch.__version__,
-                losses=losses, final_train_loss=rec['steps'][-1]['loss'], trainable_params=rec['trainable_params'],
-                tokens=rec['tokens'], tokens_per_s=rec['tokens_per_s'], train_seconds=rec['seconds'],
-                wall_seconds=time.time() - t0, curve=[dict(step=s['step'], loss=s['loss']) for s in rec['steps']],
-                evals=rec['evals'], **kw)
+                precision=rec['precision'], losses=losses, final_train_loss=rec['steps'][-1]['loss'],
+                trainable_params=rec['trainable_params'], tokens=rec['tokens'], tokens_per_s=rec['tokens_per_s'],
+                train_seconds=rec['seconds'], wall_seconds=time.time() - t0,
+                curve=[dict(step=s['step'], loss=s['loss']) for s in rec['steps']], evals=rec['evals'], **kw)
 
 # %% ../nbs/03_train.ipynb #48cb443a
 def base_checkpoint(profile='smoke', progress=True) -> Path:
     "The cached base checkpoint of `profile` (dense pretraining on the corpus), built when missing."
     prof = get_profile(profile)
     corpus, tok, ids = profile_data(prof)
-    d = data.cache_dir()/'checkpoints'/f"{prof.name}-base-{_key(asdict(prof), corpus.sha256, amplitude_nb.__version__)}"
+    precision = resolve_precision(prof.pretrain.precision)
+    key = _key(asdict(prof), corpus.sha256, amplitude_nb.__version__, precision)
+    d = data.cache_dir()/'checkpoints'/f"{prof.name}-base-{key}"
     if (d/'provenance.json').exists(): return d
     t0 = time.time()
     torch.manual_seed(prof.seed)
     model = GPT(prof.model)
     get, ev = lm_task(ids, prof.model.n_ctx, prof.pretrain, prof.seed)
-    rec = train(model, get, prof.pretrain, 'all', {'val': ev}, seed=prof.seed, desc=f"{prof.name} base", progress=progress)
+    rec = train(model, get, prof.pretrain, which='all', evals={'val': ev}, seed=prof.seed, desc=f"{prof.name} base",
+                progress=progress)
+    prov = _provenance(prof, corpus, rec, t0, kind='base', n_params=n_params(model),
+                       train_tokens=int(len(ids['train'])), val_tokens=int(len(ids['val'])),
+                       base_train_tokens=rec['tokens'], base_val_loss=rec['evals'][-1]['loss'])
     with _building(d) as tmp:
         save_checkpoint(model, tmp, tok)
-        (tmp/'provenance.json').write_text(json.dumps(_provenance(prof, corpus, rec, t0, kind='base',
-            n_params=n_params(model), train_tokens=int(len(ids['train'])), val_tokens=int(len(ids['val']))), indent=1))
+        (tmp/'provenance.json').write_text(json.dumps(prov, indent=1))
     return d
 
 def sft_splits(tok, n_ctx: int, pairs=None) -> dict:
@@ -209,7 +243,9 @@ def amplitude_checkpoint(profile='smoke', basis='random', progress=True) -> Path
     base_dir = base_checkpoint(prof, progress)
     corpus, tok, ids = profile_data(prof)
     pairs = data.default_sft_pairs()
-    key = _key(asdict(prof), corpus.sha256, amplitude_nb.__version__, basis, hashlib.sha256(json.dumps(pairs).encode()).hexdigest())
+    precision = resolve_precision(prof.amplitudes.precision)
+    key = _key(asdict(prof), corpus.sha256, amplitude_nb.__version__, basis, precision,
+               hashlib.sha256(json.dumps(pairs).encode()).hexdigest())
     d = data.cache_dir()/'checkpoints'/f"{prof.name}-amplitudes-{basis}-{key}"
     if (d/'provenance.json').exists(): return d
     t0 = time.time()
@@ -218,12 +254,14 @@ def amplitude_checkpoint(profile='smoke', basis='random', progress=True) -> Path
     covs = corpus_covariances(model, names, ids['train'], seed=prof.seed) if basis == 'spectral' else None
     add_amplitudes(model, TARGETS, K=prof.K, basis=basis, seed=prof.seed, covs=covs)
     sft = sft_splits(tok, prof.model.n_ctx, pairs)
-    get, ev = sft_task(sft['train'], sft['val'], prof.sft)
-    rec = train(model, get, prof.sft, 'amplitudes', {'val': ev}, seed=prof.seed, desc=f"{prof.name} amplitudes", progress=progress)
+    get, ev = sft_task(sft['train'], sft['val'], prof.amplitudes)
+    rec = train(model, get, prof.amplitudes, which='amplitudes', evals={'val': ev}, seed=prof.seed,
+                desc=f"{prof.name} amplitudes", progress=progress)
+    prov = _provenance(prof, corpus, rec, t0, kind='amplitudes', basis=basis, K=prof.K, targets=list(TARGETS),
+                       base=base_dir.name, sft_pairs={k: len(v) for k, v in sft.items()})
     with _building(d) as tmp:
         save_amplitude_checkpoint(model, tmp, tok)
-        (tmp/'provenance.json').write_text(json.dumps(_provenance(prof, corpus, rec, t0, kind='amplitudes', basis=basis,
-            K=prof.K, targets=list(TARGETS), base=base_dir.name, sft_pairs={k: len(v) for k, v in sft.items()}), indent=1))
+        (tmp/'provenance.json').write_text(json.dumps(prov, indent=1))
     return d
 
 def reference_checkpoints(profile='smoke', progress=True) -> dict:
