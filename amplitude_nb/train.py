@@ -15,6 +15,7 @@ import amplitude_nb
 from .model import GPT, GPTConfig, n_params, lm_loss, save_checkpoint, load_checkpoint
 from .amplitudes import (TARGETS, add_amplitudes, amplitude_modules, target_names, corpus_covariances,
                                      save_amplitude_checkpoint, load_amplitude_checkpoint)
+from .amplitudes import FORMAT as AMP_FORMAT   # part of the cache key: a new file format rebuilds
 from . import data, study
 
 # %% auto #0
@@ -244,7 +245,7 @@ def amplitude_checkpoint(profile='smoke', basis='random', progress=True) -> Path
     corpus, tok, ids = profile_data(prof)
     pairs = data.default_sft_pairs()
     precision = resolve_precision(prof.amplitudes.precision)
-    key = _key(asdict(prof), corpus.sha256, amplitude_nb.__version__, basis, precision,
+    key = _key(asdict(prof), corpus.sha256, amplitude_nb.__version__, basis, precision, AMP_FORMAT,
                hashlib.sha256(json.dumps(pairs).encode()).hexdigest())
     d = data.cache_dir()/'checkpoints'/f"{prof.name}-amplitudes-{basis}-{key}"
     if (d/'provenance.json').exists(): return d
