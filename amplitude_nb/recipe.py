@@ -131,8 +131,8 @@ def train_cell(base: nn.Module, cell: dict, bases: dict, get_batch, tc: TrainCon
     groups = {g: v for g, v in shared_groups({n: bases[n] for n in names}).items()}
     traj = []
     tracker = pr_tracker(track_steps(tc.steps, n_track), groups, traj)
-    rec = train(model, get_batch, replace(tc, optimizer=cell['optimizer']), 'amplitudes', None, seed,
-                f"{cell['optimizer']} {cell['basis']} {cell['targets']}", progress, tracker)
+    rec = train(model, get_batch, replace(tc, optimizer=cell['optimizer']), which='amplitudes', seed=seed,
+                desc=f"{cell['optimizer']} {cell['basis']} {cell['targets']}", progress=progress, callback=tracker)
     amps = get_amplitudes(model)
     finite = all(np.isfinite(a).all() for a in amps.values())
     return dict(amps=amps, groups=groups, trajectory=traj, val_after=evaluate(model, val) if finite else math.inf,

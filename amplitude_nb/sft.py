@@ -196,7 +196,7 @@ ARMS = {a.name: a for a in (
     Arm('freeze', _freezing('freeze'), 'every parameter, frozen lowest PR first'),
     Arm('freeze_depth', _freezing('freeze_depth'), 'every parameter, frozen front blocks first'),
     Arm('lora', _lora, 'LoRA adapters (PEFT), rank matched to the amplitudes', (3e-3, 1e-2, 3e-2)),
-    Arm('vera', _vera, 'VeRA scaling vectors (PEFT), rank matched to the amplitudes', (3e-3, 1e-2, 3e-2)),
+    Arm('vera', _vera, 'VeRA scaling vectors (PEFT), rank matched to the amplitudes up to n_embd', (3e-3, 1e-2, 3e-2)),
 )}
 
 def arm_model(base: GPT, arm: str, inputs: ArmInputs, seed: int = 0) -> ArmModel:
