@@ -108,14 +108,14 @@ def _is_checkpoint(p: Path) -> bool:
            (p.is_dir() and ((p/'config.json').is_file() or (p/'ckpt.pt').is_file()))
 
 def structure_amplitudes(path: Path, base: Path | None = None, K: int = 8, seed: int = 0, log=print) -> tuple:
-    "(amplitudes, where they came from) for `structure`: read from a file or folder, or fitted to checkpoint − base."
+    "(amplitudes, file metadata, where they came from) for `structure`: read, or fitted to checkpoint − base."
     from amplitude_nb.inputs import InputError, amplitude_file, check_amplitudes, need, check_base
     need(path, 'the path')
     f = amplitude_file(path) if path.is_dir() else None
     if f is not None or (path.is_file() and path.suffix == '.safetensors' and path.name != 'model.safetensors'):
         from amplitude_nb.amplitudes import read_amplitude_file
         amps, meta = read_amplitude_file(f or path)
-        return check_amplitudes(amps, f or path), f"{f or path} ({meta['basis']} basis, seed {meta['seed']})"
+        return check_amplitudes(amps, f or path), meta, f"{f or path} ({meta['basis']} basis, seed {meta['seed']})"
     if not _is_checkpoint(path):
         raise InputError(f"{path}: neither an amplitude file, a run folder with amplitudes.safetensors, "
                          "nor a checkpoint")
@@ -123,21 +123,22 @@ def structure_amplitudes(path: Path, base: Path | None = None, K: int = 8, seed:
         raise InputError(f"{path}: a model checkpoint, not amplitudes; add --base BASE to fit its amplitudes against "
                          "the base, or give an amplitudes.safetensors or a run folder")
     from amplitude_nb.model import load_checkpoint
-    from amplitude_nb.amplitudes import fit_model_amplitudes
+    from amplitude_nb.amplitudes import fit_model_amplitudes, FORMAT
     log(f"structure: fitting the amplitudes of {path} against {need(base, '--base')} (random basis, K = {K})")
     model, b = load_checkpoint(path), load_checkpoint(base)
     check_base(base, model, b, checkpoint=path)
     amps, fid = fit_model_amplitudes(model, b, K=K, seed=seed)
-    return check_amplitudes(amps, path), (f"{path} − {base} (fitted: random basis, K = {K}, seed {seed}; "
+    meta = dict(format=FORMAT, K=K, basis='random', share='kind', seed=seed, orthonormal=True)
+    return check_amplitudes(amps, path), meta, (f"{path} − {base} (fitted: random basis, K = {K}, seed {seed}; "
                                           f"fidelity {min(fid.values()):.3f} to {max(fid.values()):.3f})")
 
 # %% ../nbs/90_cli.ipynb #e0000012
 def cmd_structure(a, log):
-    amps, source = structure_amplitudes(a.path, a.base, K=a.K, seed=a.seed, log=log)
+    amps, meta, source = structure_amplitudes(a.path, a.base, K=a.K, seed=a.seed, log=log)
     from amplitude_nb.structure import structure_table, structure_records, format_structure
-    table = structure_table(amps, n_boot=a.n_boot, seed=a.seed)
+    table = structure_table(amps, meta, n_boot=a.n_boot, seed=a.seed)
     if a.json: print(json.dumps(structure_records(table), indent=1, allow_nan=False))
-    else: print(f"{source}, {len(amps)} matrices\n\n" + format_structure(table))
+    else: print(f"{source}, {len(amps)} matrices\n\n" + format_structure(table, meta))
 
 # %% ../nbs/90_cli.ipynb #e0000014
 def cmd_reproduce(a, log):
