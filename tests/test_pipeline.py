@@ -177,7 +177,8 @@ run_sections(sys.argv[1], sys.argv[2], {{'profile': 'smoke'}}, sections=['{secti
 def start_run(ck, out, tmp, section='structure'):
     "A run in a child process; returns it once its notebook has started (its temporary run folder holds the notebook)."
     p = subprocess.Popen([sys.executable, '-c', SCRIPT.format(section=section), str(ck), str(out)],
-                         env=env_with_tmp(tmp), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         env=env_with_tmp(tmp), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # background jobs ignore it
     t = time.time()
     while not list(out.parent.glob(f'{out.name}.tmp-{p.pid}/*.ipynb')):
         assert p.poll() is None and time.time() - t < 120, f"the run never started: {p.communicate()}"
