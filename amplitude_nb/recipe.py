@@ -177,7 +177,7 @@ def claim_verdicts(runs: list[dict], paper_pr: float = PAPER['structure_global']
     hits = [(r['run'], g) for r in runs for g in r['groups'] if near(g) and g['structured']]
     allg = [g['PR'] for r in runs for g in r['groups']]
     no_global = [r['run'] for r in runs if not r['groups']]
-    gl = (f"Global PR ≈ {paper_pr} ({CLAIMS['global_pr']}): produced by "
+    gl = (f"PR interval covering {paper_pr} and below the null: "
           + _name_runs(f"{run} ({g['group']} rows: PR {verdicts.sig(g['PR'])}, interval "
                        f"[{verdicts.sig(g['PR_ci_low'])}, {verdicts.sig(g['PR_ci_high'])}])" for run, g in hits)
           + f", of {sum(bool(r['groups']) for r in runs)} run(s) with a shared-basis global row"
@@ -186,20 +186,20 @@ def claim_verdicts(runs: list[dict], paper_pr: float = PAPER['structure_global']
              f"({_name_runs(no_global)})." if no_global else ''))
     cr = [(r['run'], r['crystallizable']) for r in runs if r['crystallizable']]
     best = min(runs, key=lambda r: r['min_PR'])
-    cry = (f"A crystallizable matrix (PR interval below {low} and below the null): "
+    cry = (f"PR interval below {low} and below the null: "
            + (_name_runs(f"{run} ({', '.join(m)})" for run, m in cr) + f" — {len(cr)} of {n} run(s)." if cr else
               f"no run of {n}; the lowest matrix PR was {verdicts.sig(best['min_PR'])} "
               f"({best['min_PR_matrix']}, run {best['run']})."))
     dp = [r for r in runs if r['depth_rho'] is not None and r['depth_rho'] > 0
           and verdicts.p_verdict(r['depth_p'], math.inf) == 'significant']
-    dep = (f"PR rising with depth (Spearman ρ > 0, p < 0.05): "
+    dep = (f"Spearman ρ > 0 with p < 0.05: "
            + (_name_runs(f"{r['run']} (ρ {verdicts.sig(r['depth_rho'], 2)}, p {verdicts.sig(r['depth_p'], 2)})"
                          for r in dp)
               + f" — {len(dp)} of {n} run(s)." if dp else f"no run of {n}."))
     kp = [r for r in runs
           if verdicts.threshold_verdict((r['max_kurtosis'], r['max_kurtosis']), kurtosis_high) == 'above']
     top = max(runs, key=lambda r: r['max_kurtosis'])
-    kur = (f"Kurtosis in the hundreds (some matrix above {kurtosis_high:g}): "
+    kur = (f"Some matrix above {kurtosis_high:g}: "
            + (_name_runs(f"{r['run']} ({r['max_kurtosis_matrix']}, {verdicts.sig(r['max_kurtosis'])})" for r in kp)
               + f" — {len(kp)} of {n} run(s)." if kp else
               f"no run of {n}; the largest was {verdicts.sig(top['max_kurtosis'])} "

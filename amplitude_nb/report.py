@@ -58,7 +58,7 @@ def record_table(records: list[dict], first: str = 'matrix', hide=(), extra=None
     rows = []
     for r in records:
         row = {first: matrix_label(str(r[first])) if first == 'matrix' else r[first]} if first in r else {}
-        if 'PR' in r: row['PR [95% CI]'] = V.ci_text(r['PR'], r.get('PR_ci_low'), r.get('PR_ci_high'))
+        if 'PR' in r: row['PR [95% CI]'] = V.pr_text(r)
         if 'PR_null' in r:
             row['noise PR [interval]'] = V.ci_text(r['PR_null'], r.get('PR_null_low'), r.get('PR_null_high'))
             row['verdict'] = V.structure_label(r)
@@ -69,14 +69,15 @@ def record_table(records: list[dict], first: str = 'matrix', hide=(), extra=None
 
 # %% ../nbs/21_report.ipynb #7f8091a2
 def table_notes(records: list[dict]) -> str:
-    "The notes a structure table needs: older point nulls; estimates outside their percentile interval."
+    "The notes a structure table needs: older point nulls; plug-in PRs outside their bias-corrected interval."
     notes = []
     if any('PR_null' in r and r.get('PR_null_low') is None for r in records):
         notes.append("The noise PR of this run is a single value (written before the basis-aware null interval): "
                      "verdicts read it as a point interval.")
-    if any('PR' in r and 'outside' in V.ci_text(r['PR'], r.get('PR_ci_low'), r.get('PR_ci_high')) for r in records):
-        notes.append("Where PR lies outside its own interval, the interval is a percentile bootstrap of a statistic "
-                     "that is biased near its bound K; verdicts read the interval, not the point.")
+    if any('PR' in r and not (r.get('PR_ci_low') is None or r.get('PR_ci_low') <= r['PR'] <= r.get('PR_ci_high')) for r in records):
+        notes.append("The plug-in PR is biased low in a finite sample; each interval is centred on the jackknife "
+                     "bias-corrected PR (shown where the plug-in value falls outside), and so is the noise interval. "
+                     "Verdicts read the intervals, not the point.")
     return ''.join(f"\n_{n}_\n" for n in notes)
 
 # %% ../nbs/21_report.ipynb #4ab772ea
@@ -93,7 +94,7 @@ def paper_layers(s: dict) -> list[dict]:
     for name in sorted(PAPER['structure_layers'], key=matrix_order):
         r, row = by.get(name, {}), {'matrix': matrix_label(name)}
         for k, p in PAPER['structure_layers'][name].items():
-            ours = V.ci_text(r['PR'], r.get('PR_ci_low'), r.get('PR_ci_high')) if k == 'PR' and r else r.get(k)
+            ours = V.pr_text(r) if k == 'PR' and r else r.get(k)
             row |= {header(k): scaled(k, ours), f"{header(k)} (paper)": scaled(k, p)}
         rows.append(row)
     return rows

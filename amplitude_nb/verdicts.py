@@ -9,7 +9,7 @@ import math
 # %% auto #0
 __all__ = ['STRUCTURE_WORDS', 'STRUCTURE_LABELS', 'NOT_TESTED', 'KURTOSIS_HUNDREDS', 'KURTOSIS_HEAVY', 'MODEST_GAIN',
            'CHANCE_FACTOR', 'ASSESSMENTS', 'SECTION_CLAIMS', 'compare_intervals', 'structured', 'structure_verdict',
-           'p_uncertainty', 'p_verdict', 'p_label', 'threshold_verdict', 'sig', 'ci_text', 'signed', 'pct',
+           'p_uncertainty', 'p_verdict', 'p_label', 'threshold_verdict', 'sig', 'ci_text', 'pr_text', 'signed', 'pct',
            'null_interval', 'structure_label', 'null_text', 'structure_globals', 'paper_global', 'structure_summary',
            'assess_global_pr', 'assess_crystallizable', 'assess_kurtosis', 'assess_depth', 'assess_alignment',
            'assess_corpus_r2', 'section_timing', 'assess_c_proj', 'assess_freeze', 'assess_compression',
@@ -88,6 +88,12 @@ def ci_text(est, lo, hi, digits: int = 3) -> str:
     if not _missing(est) and not lo <= est <= hi: return f"{sig(est, digits)} (outside its interval {iv})"
     return f"{sig(est, digits)} {iv}"
 
+def pr_text(rec: dict, digits: int = 3) -> str:
+    "A record's PR with its interval; where the plug-in PR lies outside, the bias-corrected PR the interval is centred on."
+    est, lo, hi, c = rec.get('PR'), rec.get('PR_ci_low'), rec.get('PR_ci_high'), rec.get('PR_corrected')
+    if _missing(est) or _missing(lo) or _missing(hi) or lo <= est <= hi or _missing(c): return ci_text(est, lo, hi, digits)
+    return f"{sig(est, digits)} (bias-corrected {sig(c, digits)} [{sig(lo, digits)}, {sig(hi, digits)}])"
+
 def signed(x, digits: int = 3) -> str:
     "`sig` with an explicit '+' on positive numbers: a difference."
     return ('+' if not _missing(x) and x > 0 else '') + sig(x, digits)
@@ -138,7 +144,7 @@ def structure_summary(s: dict) -> str:
     g = paper_global(s)
     if g is not None and not _missing(g.get('PR')):
         inside = not _missing(g.get('PR_ci_low')) and g['PR_ci_low'] <= P <= g['PR_ci_high']
-        out.append(f"The {g['matrix']} PR is {ci_text(g['PR'], g.get('PR_ci_low'), g.get('PR_ci_high'))} against "
+        out.append(f"The {g['matrix']} PR is {pr_text(g)} against "
                    f"{null_text(g)} for an isotropic update seen through the same basis: {structure_label(g)}. "
                    f"The paper's {P} lies {'inside' if inside else 'outside'} our interval.")
     elif g is not None: out.append("The global PR is undefined (the amplitudes have no variance).")
@@ -163,7 +169,7 @@ def assess_global_pr(m: dict) -> dict:
     if g is None or _missing(g.get('PR')): return NOT_TESTED
     P, lab = PAPER['structure_global']['PR'], structure_label(g)
     inside = not _missing(g.get('PR_ci_low')) and g['PR_ci_low'] <= P <= g['PR_ci_high']
-    ours = (f"{g['matrix']} PR {ci_text(g['PR'], g.get('PR_ci_low'), g.get('PR_ci_high'))}, noise {null_text(g)}; "
+    ours = (f"{g['matrix']} PR {pr_text(g)}, noise {null_text(g)}; "
             f"PC1 {sig(pct(g.get('PC1')))}%, k95 {sig(g.get('k95'))}")
     return dict(label='yes' if lab == 'structured' and inside else 'no', ours=ours,
                 sentence=structure_summary(_section(m, 'structure')))
@@ -182,7 +188,7 @@ def assess_crystallizable(m: dict) -> dict:
     side = {r['matrix']: threshold_verdict((r.get('PR_ci_low', r['PR']), r.get('PR_ci_high', r['PR'])), low)
             for r in rows}
     r = min(rows, key=lambda r: r['PR'])
-    ours = f"lowest: {matrix_label(r['matrix'])} PR {ci_text(r['PR'], r.get('PR_ci_low'), r.get('PR_ci_high'))}"
+    ours = f"lowest: {matrix_label(r['matrix'])} PR {pr_text(r)}"
     label = 'yes' if 'below' in side.values() else 'marginal' if 'marginal' in side.values() else 'no'
     found = sorted((k for k, v in side.items() if v == 'below'), key=matrix_order)
     sentence = (f"{len(found)} matrix(es) crystallizable (PR interval below {low}): "
@@ -451,5 +457,5 @@ def section_verdict(name: str, metrics: dict) -> str:
     parts = [structure_summary(_section(metrics, 'structure') or {})] if name == 'structure' else []
     parts += [a[k]['sentence'] for k in SECTION_CLAIMS.get(name, ()) if a[k]['sentence']]
     if name == 'compression': parts.append(compression_gap(metrics))
-    if name == 'recipe': parts += [f"{k}: {v}" for k, v in recipe_verdicts(metrics).items()]
+    if name == 'recipe': parts += [f"{CLAIMS[k] if k in CLAIMS else k}: {v}" for k, v in recipe_verdicts(metrics).items()]
     return ' '.join(p for p in parts if p)
