@@ -14,7 +14,8 @@ __all__ = ['HEADERS', 'SCALES', 'STRUCTURE_FIELDS', 'MAX_TRAJECTORY_ROWS', 'REND
            'scaled', 'record_table', 'table_notes', 'paper_layers', 'render_structure', 'render_gradient',
            'render_corpus', 'render_sft', 'render_compression', 'render_recipe', 'recipe_list', 'render_generic',
            'section_md', 'banner', 'run_line', 'fit_md', 'headline', 'headline_md', 'duration', 'timing_line',
-           'write_report', 'write_html', 'study_paragraph', 'update_readme']
+           'write_report', 'write_html', 'compare_runs', 'write_rebuild', 'timing_extras', 'study_paragraph',
+           'update_readme']
 
 # %% ../nbs/21_report.ipynb #e809ebbd
 def cell(x) -> str:
@@ -364,6 +365,44 @@ def write_html(run_dir) -> Path:
                  f'<style>{CSS}</style></head>\n<body>\n{body}</body></html>\n')
     return p
 
+# %% ../nbs/21_report.ipynb #17c8010e
+def compare_runs(a: dict, b: dict) -> list[dict]:
+    "One row per claim of the paper: each run's figure and verdict, and whether the verdicts agree."
+    A, B = V.assess(a), V.assess(b)
+    return [{'claim (paper)': CLAIMS[k], 'first run': A[k]['ours'], 'rebuild': B[k]['ours'],
+             'verdicts': A[k]['label'] if A[k]['label'] == B[k]['label'] else f"{A[k]['label']} → {B[k]['label']}",
+             'same': A[k]['label'] == B[k]['label']} for k in CLAIMS]
+
+def write_rebuild(run_dir, other_dir) -> Path:
+    "Compare the run in `run_dir` with its rebuild in `other_dir`: writes `run_dir/REBUILD.md` and `rebuild.json`."
+    run_dir, other_dir = Path(run_dir), Path(other_dir)
+    a, b = (json.loads((p/'metrics.json').read_text()) for p in (run_dir, other_dir))
+    rows = compare_runs(a, b)
+    same = sum(r['same'] for r in rows)
+    (run_dir/'rebuild.json').write_text(json.dumps(dict(timing=b.get('timing'), run=b.get('run'), same=same,
+                                                         claims=len(rows), verdicts=rows), indent=1) + '\n')
+    text = (f"# Two builds of profile {(a.get('run') or {}).get('profile')}, compared\n\n"
+            f"- this run: {timing_line(a)}\n- its rebuild: {timing_line(b)}\n\n"
+            f"{same} of {len(rows)} verdicts agree.\n\n"
+            + md_table([{k: v for k, v in r.items() if k != 'same'} for r in rows]))
+    (run_dir/'REBUILD.md').write_text(text)
+    return run_dir/'REBUILD.md'
+
+def timing_extras(run_dir, fresh_clone=None) -> list[str]:
+    "README lines from a rebuild beside the run (`rebuild.json`) and a fresh-clone `make test` record, when present."
+    out, run_dir = [], Path(run_dir)
+    if (p := run_dir/'rebuild.json').exists():
+        r = json.loads(p.read_text())
+        out.append(f"A rebuild of the same profile (`{run_dir}/REBUILD.md`): {timing_line(r)} "
+                   f"{r['same']} of {r['claims']} verdicts agree with the run above.")
+    if fresh_clone and (p := Path(fresh_clone)).exists():
+        t = json.loads(p.read_text())
+        out.append(f"`make {t['target']}` from a fresh clone, empty cache: {duration(t['total_seconds'])} "
+                   f"({duration(t['venv_seconds'])} building `.venv`, {duration(t['target_seconds'])} for the "
+                   f"command itself; exit code {t['rc']}), on {t['cpus']} CPU cores, commit {t['commit'][:7]}, "
+                   f"{t['date']}, timed by `bench/fresh_clone.py`.")
+    return out
+
 # %% ../nbs/21_report.ipynb #d6e7f809
 def study_paragraph() -> str:
     "What the default study is and which paper it regenerates, from `study.PROFILES` and `study.PAPER`."
@@ -385,7 +424,7 @@ def _fill(text: str, name: str, content: str, required: bool = False) -> str:
     return text[:i] + a + '\n' + content.rstrip('\n') + '\n' + text[j:]
 
 # %% ../nbs/21_report.ipynb #e7f8091a
-def update_readme(run_dir, readme='README.md', command='make reproduce') -> Path:
+def update_readme(run_dir, readme='README.md', command='make reproduce', fresh_clone='reports/make_test.json') -> Path:
     "Rewrite the README's `study`, `timing` and `results` blocks from `study` and `run_dir/metrics.json`."
     run_dir, readme = Path(run_dir), Path(readme)
     m = json.loads((run_dir/'metrics.json').read_text())
@@ -393,7 +432,8 @@ def update_readme(run_dir, readme='README.md', command='make reproduce') -> Path
     text = _fill(text, 'study', study_paragraph())
     if (tl := timing_line(m)):
         line = f"Measured on the last `{command}` (profile {run.get('profile') or 'run'}): {tl}"
-        text = _fill(text, 'timing', textwrap.fill(line, width=116))
+        text = _fill(text, 'timing', '\n'.join(textwrap.fill(s, width=116)
+                                               for s in [line, *timing_extras(run_dir, fresh_clone)]))
     sha = (m.get('corpus') or {}).get('corpus_sha256') or run.get('corpus_sha256')
     results = (f"From `{run_dir}/REPORT.md`, made by `{command}` (profile {run.get('profile') or 'run'}"
                + (f", corpus SHA-256 `{str(sha)[:12]}…`" if _corpus_ran(m) and sha else '') + "):\n\n"
