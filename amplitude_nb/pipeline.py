@@ -14,8 +14,8 @@ from .results import collect_metrics, to_jsonable
 # %% auto #0
 __all__ = ['KERNEL', 'OFFLINE_TEMPLATE', 'notebook_dir', 'skipped_sections', 'section_params', 'kernel_spec',
            'kernel_manager_class', 'kill_kernels', 'without_slow_cells', 'RunError', 'execute', 'mathml',
-           'offline_exporter', 'to_html', 'network_loads', 'RunFolderError', 'check_out', 'clean_stale', 'run_sections',
-           'base_info', 'reproduce', 'find_tokenizer', 'choose_tokenizer', 'heldout_losses', 'Prepared',
+           'offline_exporter', 'final_paths', 'to_html', 'network_loads', 'RunFolderError', 'check_out', 'clean_stale',
+           'run_sections', 'base_info', 'reproduce', 'find_tokenizer', 'choose_tokenizer', 'heldout_losses', 'Prepared',
            'prepare_checkpoint', 'run']
 
 # %% ../nbs/20_pipeline.ipynb #7835d46e
@@ -193,6 +193,13 @@ def offline_exporter():
     return OfflineHTMLExporter(embed_images=True, extra_loaders=[loader], template_file='offline.html.j2')
 
 # %% ../nbs/20_pipeline.ipynb #ce4f8f0e
+def final_paths(ipynb: Path, tmp: Path, out: Path) -> Path:
+    """A notebook runs in the temporary `<out>.tmp-<pid>` folder that becomes `out` once every section has run; the
+    reader of the executed notebook should see where its files are, so its text names `out`, not the temporary folder."""
+    p = Path(ipynb); text = p.read_text(encoding='utf-8')
+    if str(tmp) in text: p.write_text(text.replace(str(tmp), str(out)), encoding='utf-8')
+    return p
+
 def to_html(ipynb: Path) -> Path:
     "A self-contained, offline HTML copy of an executed notebook, beside it."
     import nbformat
@@ -272,6 +279,7 @@ def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict |
                                         schedule_path=schedule, raw_checkpoint=raw_checkpoint)
                 seconds[s] = execute(nb, tmp/nb.name, params, progress=progress, log=log, skip_slow=sizes == 'smoke',
                                      scratch=scratch)
+                final_paths(tmp/nb.name, tmp, out)
                 if html: to_html(tmp/nb.name)
         for name, src in (files or {}).items(): shutil.copy2(src, tmp/name)
         metrics = collect_metrics(tmp, run={**run_info, 'sections': todo, 'skipped': skipped}, extra=extra)

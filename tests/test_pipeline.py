@@ -68,6 +68,7 @@ def test_executed_notebooks_are_clean_and_offline(smoke_run):
         for c in nbformat.read(p, 4).cells:
             for o in c.get('outputs', []):
                 assert 'TqdmWarning' not in o.get('text', ''), f"{p.name}: {o['text'][:200]}"
+        assert '.tmp-' not in p.read_text(), f"{p.name} names the temporary run folder"
         page = p.with_suffix('.html').read_text()
         assert network_loads(page) == [], f"{p.name}: {network_loads(page)}"
     assert '<math' in (a/'10_structure.html').read_text()
@@ -110,7 +111,7 @@ def test_run_fits_a_dense_checkpoint(tmp_path, refs):
     tuned, planted = planted_finetune(base, tmp_path)
     lines = []
     out = run(tuned, base, sft=None, out=tmp_path/'fitted', sections=['structure', 'compression'], sizes='smoke',
-              progress=False, log=lines.append)
+              progress=False, html=False, log=lines.append)
     m = metrics(out)
     assert m['run']['profile'] == 'run' and 'corpus_sha256' not in m['run']
     assert m['run']['sections'] == ['structure', 'compression'] and 'corpus' not in m['run']['skipped']
@@ -139,7 +140,7 @@ def test_run_without_base_skips_with_reasons(tmp_path, refs):
     transformers.GPT2LMHeadModel(cfg).save_pretrained(tmp_path/'hf')
     tok.save(str(tmp_path/'hf'/'tokenizer.json'))
     out = run(tmp_path/'hf', sections=['structure'], sizes='smoke', out=tmp_path/'no_base', progress=False,
-              log=lambda s: None)
+              html=False, log=lambda s: None)
     m = metrics(out)
     needs_base = {s.name for s in study.SECTIONS if 'base' in s.needs}
     assert needs_base <= set(m['run']['skipped']) and all('W0 = 0' in m['run']['skipped'][s] for s in needs_base)
