@@ -388,15 +388,16 @@ def write_rebuild(run_dir, other_dir) -> Path:
     (run_dir/'REBUILD.md').write_text(text)
     return run_dir/'REBUILD.md'
 
-def timing_extras(run_dir, fresh_clone=None) -> list[str]:
-    "README lines from a rebuild beside the run (`rebuild.json`) and a fresh-clone `make test` record, when present."
+def timing_extras(run_dir, fresh_clone=()) -> list[str]:
+    "README lines from a rebuild beside the run (`rebuild.json`) and fresh-clone records of make targets, when present."
     out, run_dir = [], Path(run_dir)
     if (p := run_dir/'rebuild.json').exists():
         r = json.loads(p.read_text())
         out.append(f"A rebuild of the same profile (`{run_dir}/REBUILD.md`): {timing_line(r)} "
                    f"{r['same']} of {r['claims']} verdicts agree with the run above.")
-    if fresh_clone and (p := Path(fresh_clone)).exists():
-        t = json.loads(p.read_text())
+    for p in ([fresh_clone] if isinstance(fresh_clone, (str, Path)) else fresh_clone):
+        if not Path(p).exists(): continue
+        t = json.loads(Path(p).read_text())
         out.append(f"`make {t['target']}` from a fresh clone, empty cache: {duration(t['total_seconds'])} "
                    f"({duration(t['venv_seconds'])} building `.venv`, {duration(t['target_seconds'])} for the "
                    f"command itself; exit code {t['rc']}), on {t['cpus']} CPU cores, commit {t['commit'][:7]}, "
@@ -424,7 +425,8 @@ def _fill(text: str, name: str, content: str, required: bool = False) -> str:
     return text[:i] + a + '\n' + content.rstrip('\n') + '\n' + text[j:]
 
 # %% ../nbs/21_report.ipynb #e7f8091a
-def update_readme(run_dir, readme='README.md', command='make reproduce', fresh_clone='reports/make_test.json') -> Path:
+def update_readme(run_dir, readme='README.md', command='make reproduce',
+                  fresh_clone=('reports/make_reproduce.json', 'reports/make_test.json')) -> Path:
     "Rewrite the README's `study`, `timing` and `results` blocks from `study` and `run_dir/metrics.json`."
     run_dir, readme = Path(run_dir), Path(readme)
     m = json.loads((run_dir/'metrics.json').read_text())
