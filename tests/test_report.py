@@ -40,8 +40,10 @@ def test_readme_and_index_state_the_same_commands():
 def test_readme_is_generated_from_the_committed_run(tmp_path):
     "The README's study, timing and results blocks are exactly what update_readme writes from reports/paper."
     (tmp_path/'README.md').write_text((ROOT/'README.md').read_text())
-    shutil.copy(PAPER_RUN/'metrics.json', tmp_path/'metrics.json')
-    text = report.update_readme(tmp_path, tmp_path/'README.md').read_text()
+    for name in ('metrics.json', 'rebuild.json'):
+        if (PAPER_RUN/name).exists(): shutil.copy(PAPER_RUN/name, tmp_path/name)
+    records = [ROOT/'reports'/f'make_{t}.json' for t in ('reproduce', 'test')]
+    text = report.update_readme(tmp_path, tmp_path/'README.md', fresh_clone=records).read_text()
     strip = lambda t: t.replace(str(tmp_path), 'reports/paper')
     assert strip(text) == (ROOT/'README.md').read_text(), "README is stale: run report.update_readme('reports/paper')"
 
