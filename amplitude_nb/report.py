@@ -40,7 +40,8 @@ HEADERS = dict(PC1='PC1 %', max_corr='max corr', free_params_per_row='free param
                fidelity_chance='chance (K/n_in)', fidelity_bound='SVD bound')
 SCALES = dict(PC1=100)
 STRUCTURE_FIELDS = frozenset({'PR', 'PR_ci_low', 'PR_ci_high', 'PR_null', 'PR_null_low', 'PR_null_high', 'structured',
-                              'verdict', 'matrix', 'layer', 'kind', 'K', 'label'})
+                              'verdict', 'matrix', 'layer', 'kind', 'K', 'label',
+                              'members'})   # a global row's members are named in the note under its table
 
 def header(key: str) -> str:
     "A column header for a metrics key."

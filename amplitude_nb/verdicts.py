@@ -262,10 +262,10 @@ def assess_corpus_r2(m: dict) -> dict:
 
 # %% ../nbs/06_verdicts.ipynb #2c5d8f10
 def section_timing(m: dict, name: str) -> dict:
-    "A section's own timing record, from `timing.sections.<name>` (newer runs) or `timing.<name>` (older)."
+    """A section's own timing record: the dict at `timing.<name>` (what the notebook saved) or, in runs that nested
+    it, at `timing.sections.<name>`; `timing.sections` otherwise holds each section's seconds, a number."""
     t = m.get('timing') or {}
-    x = (t.get('sections') or {}).get(name, t.get(name))
-    return x if isinstance(x, dict) else {}
+    return next((x for x in ((t.get('sections') or {}).get(name), t.get(name)) if isinstance(x, dict)), {})
 
 def assess_c_proj(m: dict) -> dict:
     "Claim `c_proj`: the paper's 35.4% within two seed standard deviations of our c_proj efficiency."
@@ -362,7 +362,7 @@ def assess_compression(m: dict) -> dict:
     gain, pgain = g['ratio'] / a['ratio'], pc['subspace_global']['ratio'] / pc['amplitudes']['ratio']
     label = 'yes' if gain < MODEST_GAIN else 'no'
     cost, k = signed(g['test_loss'] - a['test_loss']), g.get('k')
-    ours = f"{sig(a['ratio'])}× → {sig(g['ratio'])}× (gain {_x(gain)}), test loss {cost}"
+    ours = f"{sig(a['ratio'])}× → {sig(g['ratio'])}× (gain {_x(gain)}), test-loss cost {cost}"
     words = 'modest, as the paper reports' if label == 'yes' else 'substantial, unlike what the paper reports'
     sentence = (f"The global subspace (k = {sig(k)}) improves the ratio over the amplitudes by {_x(gain)} (paper: "
                 f"{pc['subspace_global']['ratio']}/{pc['amplitudes']['ratio']} = {_x(pgain)}) at a test-loss cost of "
