@@ -12,10 +12,10 @@ from .study import PAPER, CLAIMS, SECTIONS, PROFILES, SECTION_NAMES, matrix_labe
 # %% auto #0
 __all__ = ['HEADERS', 'SCALES', 'STRUCTURE_FIELDS', 'MAX_TRAJECTORY_ROWS', 'RENDERERS', 'CSS', 'cell', 'md_table', 'header',
            'scaled', 'record_table', 'table_notes', 'paper_layers', 'render_structure', 'render_gradient',
-           'render_corpus', 'render_sft', 'render_compression', 'render_recipe', 'recipe_list', 'render_generic',
-           'section_md', 'banner', 'run_line', 'fit_md', 'headline', 'headline_md', 'duration', 'timing_line',
-           'write_report', 'write_html', 'compare_runs', 'write_rebuild', 'timing_extras', 'study_paragraph',
-           'update_readme']
+           'render_corpus', 'render_sft', 'render_compression', 'recipe_row', 'render_recipe', 'recipe_list',
+           'render_generic', 'section_md', 'banner', 'run_line', 'fit_md', 'headline', 'headline_md', 'duration',
+           'timing_line', 'write_report', 'write_html', 'compare_runs', 'write_rebuild', 'timing_extras',
+           'study_paragraph', 'update_readme']
 
 # %% ../nbs/21_report.ipynb #e809ebbd
 def cell(x) -> str:
@@ -199,9 +199,39 @@ def render_compression(metrics: dict) -> str:
 # %% ../nbs/21_report.ipynb #1b2c3d4f
 MAX_TRAJECTORY_ROWS = 60
 
+def _joined(texts) -> str: return '; '.join(dict.fromkeys(t for t in texts if t)) or '—'
+
+def recipe_row(r: dict) -> dict:
+    "One recipe run as a report row: its levels, the loss it reached, the PR of each shared-basis kind against its noise."
+    g = r.get('groups') or ([dict(group='global', PR=r['global_PR'], PR_ci_low=r.get('global_PR_ci_low'),
+                                  PR_ci_high=r.get('global_PR_ci_high'), PR_null=r.get('global_PR_null'),
+                                  PR_null_low=r.get('global_PR_null_low'), PR_null_high=r.get('global_PR_null_high'))]
+                             if r.get('global_PR') is not None else [])
+    s = V.sig
+    row = {k: r.get(k) for k in ('optimizer', 'steps', 'basis', 'targets', 'lr')}
+    row |= {'val loss (before → after)': f"{s(r.get('val_before'))} → {s(r.get('val_after'))}",
+            'stacked PR per kind [95% CI]': _joined(f"{x['group'].split('.')[-1]} {V.pr_text(x)}" for x in g)
+                                            if g else '— (a basis per matrix)',
+            'noise PR': _joined(V.ci_text(x.get('PR_null'), x.get('PR_null_low'), x.get('PR_null_high')) for x in g),
+            'median PR': r.get('median_PR'),
+            'min PR': f"{s(r.get('min_PR'))} ({r.get('min_PR_matrix') or '—'})",
+            'kurtosis (median; max)': f"{s(r.get('kurtosis'))}; {s(r.get('max_kurtosis'))} ({r.get('max_kurtosis_matrix') or '—'})",
+            'depth ρ (p)': f"{s(r.get('depth_rho'), 2)} ({s(r.get('depth_p'), 2)})",
+            'matrices structured': f"{r['n_structured']} of {r['n_matrices']}" if r.get('n_matrices') else '—',
+            'crystallizable': ', '.join(r.get('crystallizable') or []) or '—'}
+    if r.get('fidelity') is not None:
+        row['fit: fidelity (chance; bound)'] = (f"{s(r['fidelity'])} ({s(r.get('fidelity_chance'))}; "
+                                                f"{s(r.get('fidelity_bound'))})")
+    return row
+
 def render_recipe(metrics: dict) -> str:
     m = metrics['recipe']
-    out = [record_table(m.get('runs', []), first='optimizer')]
+    rows = [recipe_row(r) for r in m.get('runs', [])]
+    if any('fit: fidelity (chance; bound)' in r for r in rows):
+        for r in rows: r.setdefault('fit: fidelity (chance; bound)', '—')
+    out = ["One row per run from the same base (stacked PR: the rows of every matrix of one kind, which share a "
+           "basis, stacked; noise: the same statistic for an isotropic update through the same basis):\n",
+           md_table(rows) if rows else '_(no runs)_\n']
     tr = m.get('trajectory') or []
     if tr and isinstance(tr[0], dict) and len(tr) <= MAX_TRAJECTORY_ROWS:
         out += ["\nPR along training:\n", md_table(tr)]

@@ -76,6 +76,7 @@ def sig(x, digits: int = 3) -> str:
     if isinstance(x, int): return f"{x:,}"
     if x == 0: return '0'
     if math.isinf(x): return '∞' if x > 0 else '-∞'
+    x = float(f"{x:.9g}")      # a value on a rounding boundary (K/n_in = 0.03125) prints the same after rebuild noise
     return f"{x:#.{digits}g}".rstrip('.') if abs(x) < 10 ** digits else f"{round(x):,}"
 
 # %% ../nbs/06_verdicts.ipynb #6b8e5f14
