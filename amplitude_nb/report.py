@@ -414,7 +414,9 @@ def write_rebuild(run_dir, other_dir) -> Path:
                                                          claims=len(rows), verdicts=rows), indent=1) + '\n')
     text = (f"# Two builds of profile {(a.get('run') or {}).get('profile')}, compared\n\n"
             f"- this run: {timing_line(a)}\n- its rebuild: {timing_line(b)}\n\n"
-            f"{same} of {len(rows)} verdicts agree.\n\n"
+            f"{same} of {len(rows)} verdicts agree."
+            + (f" §6 (training recipe): {sum(ra.get(k) == rb.get(k) for k in ra)} of {len(ra)} verdict sentences are "
+               "identical." if (ra := V.recipe_verdicts(a)) and (rb := V.recipe_verdicts(b)) else '') + "\n\n"
             + md_table([{k: v for k, v in r.items() if k != 'same'} for r in rows]))
     (run_dir/'REBUILD.md').write_text(text)
     return run_dir/'REBUILD.md'
