@@ -426,7 +426,7 @@ def timing_extras(run_dir, fresh_clone=()) -> list[str]:
     out, run_dir = [], Path(run_dir)
     if (p := run_dir/'rebuild.json').exists():
         r = json.loads(p.read_text())
-        out.append(f"A rebuild of the same profile (`{run_dir}/REBUILD.md`): {timing_line(r)} "
+        out.append(f"A rebuild of the same profile (`REBUILD.md` beside the report): {timing_line(r)} "
                    f"{r['same']} of {r['claims']} verdicts agree with the run above.")
     for p in ([fresh_clone] if isinstance(fresh_clone, (str, Path)) else fresh_clone):
         if not Path(p).exists(): continue
