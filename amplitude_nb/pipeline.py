@@ -246,9 +246,7 @@ def _swap_into_place(tmp: Path, out: Path):
 
 def _write_report(run_dir: Path, metrics: dict) -> list[Path]:
     from amplitude_nb import report
-    paths = [report.write_report(run_dir, metrics)]
-    if hasattr(report, 'write_html'): paths.append(report.write_html(run_dir))
-    return [Path(p) for p in paths if p]
+    return [report.write_report(run_dir, metrics), report.write_html(run_dir)]
 
 # %% ../nbs/20_pipeline.ipynb #562edcf1
 def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict | None = None, sections=None,

@@ -76,7 +76,7 @@ def table_notes(records: list[dict]) -> str:
     if any('PR_null' in r and r.get('PR_null_low') is None for r in records):
         notes.append("The noise PR of this run is a single value (written before the basis-aware null interval): "
                      "verdicts read it as a point interval.")
-    if any('PR' in r and not (r.get('PR_ci_low') is None or r.get('PR_ci_low') <= r['PR'] <= r.get('PR_ci_high')) for r in records):
+    if any(V.pr_outside(r) for r in records):
         notes.append("The plug-in PR is biased low in a finite sample; each interval is centred on the jackknife "
                      "bias-corrected PR (shown where the plug-in value falls outside), and so is the noise interval. "
                      "Verdicts read the intervals, not the point.")
@@ -203,11 +203,7 @@ def _joined(texts) -> str: return '; '.join(dict.fromkeys(t for t in texts if t)
 
 def recipe_row(r: dict) -> dict:
     "One recipe run as a report row: its levels, the loss it reached, the PR of each shared-basis kind against its noise."
-    g = r.get('groups') or ([dict(group='global', PR=r['global_PR'], PR_ci_low=r.get('global_PR_ci_low'),
-                                  PR_ci_high=r.get('global_PR_ci_high'), PR_null=r.get('global_PR_null'),
-                                  PR_null_low=r.get('global_PR_null_low'), PR_null_high=r.get('global_PR_null_high'))]
-                             if r.get('global_PR') is not None else [])
-    s = V.sig
+    g, s = r.get('groups') or [], V.sig          # a run's global row, when it has one, is one of its groups
     row = {k: r.get(k) for k in ('optimizer', 'steps', 'basis', 'targets', 'lr')}
     row |= {'val loss (before → after)': f"{s(r.get('val_before'))} → {s(r.get('val_after'))}",
             'stacked PR per kind [95% CI]': _joined(f"{x['group'].split('.')[-1]} {V.pr_text(x)}" for x in g)
@@ -227,8 +223,6 @@ def recipe_row(r: dict) -> dict:
 def render_recipe(metrics: dict) -> str:
     m = metrics['recipe']
     rows = [recipe_row(r) for r in m.get('runs', [])]
-    if any('fit: fidelity (chance; bound)' in r for r in rows):
-        for r in rows: r.setdefault('fit: fidelity (chance; bound)', '—')
     out = ["One row per run from the same base (stacked PR: the rows of every matrix of one kind, which share a "
            "basis, stacked; noise: the same statistic for an isotropic update through the same basis):\n",
            md_table(rows) if rows else '_(no runs)_\n']
@@ -428,7 +422,7 @@ def timing_extras(run_dir, fresh_clone=()) -> list[str]:
         r = json.loads(p.read_text())
         out.append(f"A rebuild of the same profile (`REBUILD.md` beside the report): {timing_line(r)} "
                    f"{r['same']} of {r['claims']} verdicts agree with the run above.")
-    for p in ([fresh_clone] if isinstance(fresh_clone, (str, Path)) else fresh_clone):
+    for p in fresh_clone:
         if not Path(p).exists(): continue
         t = json.loads(Path(p).read_text())
         out.append(f"`make {t['target']}` from a fresh clone, empty cache: {duration(t['total_seconds'])} "

@@ -9,12 +9,12 @@ import math
 # %% auto #0
 __all__ = ['STRUCTURE_WORDS', 'STRUCTURE_LABELS', 'NOT_TESTED', 'KURTOSIS_HUNDREDS', 'KURTOSIS_HEAVY', 'MODEST_GAIN',
            'CHANCE_FACTOR', 'ASSESSMENTS', 'SECTION_CLAIMS', 'compare_intervals', 'structured', 'structure_verdict',
-           'p_uncertainty', 'p_verdict', 'p_label', 'threshold_verdict', 'sig', 'ci_text', 'pr_text', 'signed', 'pct',
-           'null_interval', 'structure_label', 'null_text', 'structure_globals', 'paper_global', 'structure_summary',
-           'assess_global_pr', 'assess_crystallizable', 'assess_kurtosis', 'assess_depth', 'assess_alignment',
-           'assess_corpus_r2', 'section_timing', 'assess_c_proj', 'assess_freeze', 'assess_compression',
-           'compression_gap', 'fit_rows', 'fit_label', 'fit_summary', 'assess', 'supported', 'recipe_verdicts',
-           'section_verdict']
+           'p_uncertainty', 'p_verdict', 'p_label', 'threshold_verdict', 'sig', 'ci_text', 'pr_outside', 'pr_text',
+           'signed', 'pct', 'null_interval', 'structure_label', 'null_text', 'structure_globals', 'paper_global',
+           'structure_summary', 'assess_global_pr', 'assess_crystallizable', 'assess_kurtosis', 'assess_depth',
+           'assess_alignment', 'assess_corpus_r2', 'section_timing', 'assess_c_proj', 'assess_freeze',
+           'assess_compression', 'compression_gap', 'fit_rows', 'fit_label', 'fit_summary', 'assess', 'supported',
+           'recipe_verdicts', 'section_verdict']
 
 # %% ../nbs/06_verdicts.ipynb #7d1e0a21
 from collections import Counter
@@ -89,11 +89,16 @@ def ci_text(est, lo, hi, digits: int = 3) -> str:
     if not _missing(est) and not lo <= est <= hi: return f"{sig(est, digits)} (outside its interval {iv})"
     return f"{sig(est, digits)} {iv}"
 
+def pr_outside(rec: dict) -> bool:
+    "Whether a record's plug-in PR lies outside its interval (which is centred on the bias-corrected PR)."
+    est, lo, hi = rec.get('PR'), rec.get('PR_ci_low'), rec.get('PR_ci_high')
+    return not (_missing(est) or _missing(lo) or _missing(hi) or lo <= est <= hi)
+
 def pr_text(rec: dict, digits: int = 3) -> str:
     "A record's PR with its interval; where the plug-in PR lies outside, the bias-corrected PR the interval is centred on."
     est, lo, hi, c = rec.get('PR'), rec.get('PR_ci_low'), rec.get('PR_ci_high'), rec.get('PR_corrected')
-    if _missing(est) or _missing(lo) or _missing(hi) or lo <= est <= hi or _missing(c): return ci_text(est, lo, hi, digits)
-    return f"{sig(est, digits)} (bias-corrected {sig(c, digits)} [{sig(lo, digits)}, {sig(hi, digits)}])"
+    if not pr_outside(rec) or _missing(c): return ci_text(est, lo, hi, digits)
+    return f"{sig(est, digits)} (bias-corrected {ci_text(c, lo, hi, digits)})"
 
 def signed(x, digits: int = 3) -> str:
     "`sig` with an explicit '+' on positive numbers: a difference."
@@ -458,5 +463,5 @@ def section_verdict(name: str, metrics: dict) -> str:
     parts = [structure_summary(_section(metrics, 'structure') or {})] if name == 'structure' else []
     parts += [a[k]['sentence'] for k in SECTION_CLAIMS.get(name, ()) if a[k]['sentence']]
     if name == 'compression': parts.append(compression_gap(metrics))
-    if name == 'recipe': parts += [f"{CLAIMS[k] if k in CLAIMS else k}: {v}" for k, v in recipe_verdicts(metrics).items()]
+    if name == 'recipe': parts += [f"{CLAIMS.get(k, k)}: {v}" for k, v in recipe_verdicts(metrics).items()]
     return ' '.join(p for p in parts if p)
