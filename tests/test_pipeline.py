@@ -40,8 +40,7 @@ def refs(): return reference_checkpoints('smoke', progress=False)
 def test_reproduce_smoke_writes_a_report(smoke_run):
     a = smoke_run['out']; m = metrics(a)
     assert set(m['run']['sections']) | set(m['run']['skipped']) == set(study.SECTION_NAMES)
-    for s in set(m['run']['skipped']) - {'recipe'}: pytest.fail(f"section {s} skipped: {m['run']['skipped'][s]}")
-    if 'recipe' in m['run']['skipped']: assert 'is not in' in m['run']['skipped']['recipe']   # notebook not written yet
+    for s in m['run']['skipped']: pytest.fail(f"section {s} skipped: {m['run']['skipped'][s]}")   # recipe included
     for s in m['run']['sections']:
         nb = study.section(s).notebook
         assert s in m, f"section {s} recorded no metrics"
