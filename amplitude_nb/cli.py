@@ -4,15 +4,15 @@
 
 # %% ../nbs/90_cli.ipynb #8b71824d
 from __future__ import annotations
-import argparse, inspect, json, os, signal, sys, threading, time, traceback
+import argparse, errno, inspect, json, os, signal, sys, threading, time, traceback, warnings
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # before torch loads: idle OpenMP threads sleep, not spin
 from pathlib import Path
 from . import study
 
 # %% auto #0
 __all__ = ['KNOWN', 'PATH_ARGS', 'error_line', 'resolve_args', 'cmd_corpus', 'cmd_checkpoints', 'cmd_info',
-           'structure_amplitudes', 'cmd_structure', 'cmd_reproduce', 'cmd_run', 'Parser', 'parser', 'Terminated',
-           'main']
+           'structure_amplitudes', 'cmd_structure', 'preflight_reproduce', 'cmd_reproduce', 'cmd_run', 'Parser',
+           'count', 'parser', 'Terminated', 'main']
 
 # %% ../nbs/90_cli.ipynb #e0000002
 KNOWN = (('amplitude_nb.data', 'DataError'), ('amplitude_nb.model', 'CheckpointError'),
@@ -27,6 +27,9 @@ def error_line(cmd: str, e: BaseException) -> tuple[str, int]:
     msg, head = ' '.join(str(e).split()), f"amplitude-nb {cmd}: error:"
     if isinstance(e, _loaded(KNOWN)): return f"{head} {msg}", 2
     if isinstance(e, _loaded([('amplitude_nb.pipeline', 'RunError')])): return f"{head} {msg}", 1
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return (f"{head} no space left on device while writing {e.filename or 'the cache, the run folder or $TMPDIR'}"
+                "; free some space and rerun"), 1
     if isinstance(e, OSError) and e.filename: return f"{head} {e.filename}: {e.strerror or msg}", 2
     hint = '(rerun with --debug for the traceback)'
     if type(e) is ValueError: return f"{head} {msg} {hint}", 2
@@ -51,6 +54,8 @@ def resolve_args(a: argparse.Namespace) -> argparse.Namespace:
 
 # %% ../nbs/90_cli.ipynb #41dd7a9f
 def cmd_corpus(a, log):
+    from amplitude_nb.inputs import check_cache
+    check_cache()
     from amplitude_nb import data
     if a.corpus in (None, 'default'):
         log('corpus: the default corpus' + ('' if data.default_cached() else
@@ -80,6 +85,8 @@ def _summary(d: Path) -> str:
 
 def cmd_checkpoints(a, log):
     log(f"checkpoints: the {a.profile} profile's base and amplitude checkpoints (built once, then cached)")
+    from amplitude_nb.inputs import check_cache, check_tmp
+    check_cache(); check_tmp()
     from amplitude_nb.train import reference_checkpoints
     t = time.time()
     refs = reference_checkpoints(a.profile, progress=not a.quiet)
@@ -141,9 +148,21 @@ def cmd_structure(a, log):
     else: print(f"{source}, {len(amps)} matrices\n\n" + format_structure(table, meta))
 
 # %% ../nbs/90_cli.ipynb #e0000014
+def preflight_reproduce(profile: str, out) -> Path:
+    "The run folder of `reproduce --profile profile`, checked with the cache, $TMPDIR and their free space."
+    import tempfile
+    from amplitude_nb.inputs import (check_out, absolute, check_cache, check_tmp, check_room, cache_path, gpt_params,
+                                     run_bytes, MB)
+    out = check_out(out or absolute(Path('reports')/profile), inputs=[cache_path()])
+    check_cache(); check_tmp()
+    spec = study.profile_spec(profile)
+    n = gpt_params(spec.model)
+    check_room({out: (run_bytes(0), '--out'), cache_path(): (run_bytes(n, checkpoints=4, fixed=256 * MB), 'the cache'),
+                Path(tempfile.gettempdir()): (run_bytes(0), '$TMPDIR')})
+    return out
+
 def cmd_reproduce(a, log):
-    from amplitude_nb.inputs import check_out, absolute
-    out = check_out(a.out or absolute(Path('reports')/a.profile))
+    out = preflight_reproduce(a.profile, a.out)
     log(f"reproduce --profile {a.profile}: corpus, tokenizer and checkpoints (built once, then cached), "
         f"then the section notebooks, into {out}")
     from amplitude_nb.pipeline import reproduce
@@ -180,19 +199,34 @@ def _profiles_help(option='--profile') -> str:
     return f'profiles ({option}):\n' + '\n'.join(rows)
 
 class Parser(argparse.ArgumentParser):
-    "argparse with one-line errors: the problem and where to read the help."
+    "argparse with one-line errors and no abbreviated options (`--profil` is not `--profile`)."
+    def __init__(self, *args, **kw):
+        kw.setdefault('allow_abbrev', False)
+        super().__init__(*args, **kw)
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+def count(least: int = 1):
+    "An argparse type: an integer of at least `least`."
+    def parse(s: str) -> int:
+        try: n = int(s)
+        except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not an integer") from None
+        if n < least: raise argparse.ArgumentTypeError(f"{n} is too small: it must be at least {least}")
+        return n
+    parse.__name__ = f'integer >= {least}'
+    return parse
 
 # %% ../nbs/90_cli.ipynb #839576bd
 def parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    common = Parser(add_help=False)
-    common.add_argument('--debug', action='store_true', help='show the full traceback of an error')
-    p = Parser(prog='amplitude-nb', formatter_class=fmt, parents=[common],
+    common = Parser(add_help=False)            # on every subcommand; SUPPRESS: it keeps `amplitude-nb --debug CMD`
+    common.add_argument('--debug', action='store_true', default=argparse.SUPPRESS,
+                        help='show the full traceback of an error')
+    p = Parser(prog='amplitude-nb', formatter_class=fmt,
                                 description="Gaussian amplitudes of GPT-2-family checkpoints: the paper's study, "
                                             "reproduced or run on your own checkpoint.",
                                 epilog=_sections_help() + '\n\n' + _profiles_help())
+    p.add_argument('--debug', action='store_true', help='show the full traceback of an error')
     sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
     def cmd(name, f, help, epilog=None):
         s = sub.add_parser(name, help=help, description=help, parents=[common], formatter_class=fmt, epilog=epilog)
@@ -200,7 +234,7 @@ def parser() -> argparse.ArgumentParser:
     s = cmd('corpus', cmd_corpus, 'build (or read) a corpus and print its size; optionally train a tokenizer on it')
     s.add_argument('--corpus', default=None, metavar='PATH',
                    help='a UTF-8 text file, a folder of them, or a glob (default: the built-in corpus)')
-    s.add_argument('--vocab', type=int, default=0, metavar='N', help='also train a tokenizer of N tokens (N >= 257)')
+    s.add_argument('--vocab', type=count(0), default=0, metavar='N', help='also train a tokenizer of N tokens (N >= 257)')
     s = cmd('checkpoints', cmd_checkpoints, "build (or reuse) a profile's base and amplitude checkpoints",
             _profiles_help())
     s.add_argument('--profile', default='paper', metavar='NAME', help='smoke, quick or paper (default: paper)')
@@ -234,8 +268,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument('path', help='an amplitudes.safetensors, a run or amplitude-checkpoint folder holding one, '
                                 'or a model checkpoint (with --base)')
     s.add_argument('--base', default=None, metavar='PATH', help='fit the amplitudes of PATH − BASE on the spot')
-    s.add_argument('-K', type=int, default=8, help='amplitudes per row when fitting (default: 8)')
-    s.add_argument('--n-boot', type=int, default=200, metavar='N',
+    s.add_argument('-K', type=count(1), default=8, help='amplitudes per row when fitting (default: 8)')
+    s.add_argument('--n-boot', type=count(1), default=200, metavar='N',
                    help='bootstrap draws for the intervals (default: 200)')
     s.add_argument('--seed', type=int, default=0, help='seed of the bootstrap and of the fitted basis (default: 0)')
     s.add_argument('--json', action='store_true', help='JSON records only, on stdout')
@@ -250,6 +284,9 @@ def _on_term(signum, frame): raise Terminated()
 def main(argv=None) -> int:
     a = parser().parse_args(argv)
     log = (lambda m: None) if getattr(a, 'json', False) else (lambda m: print(m, flush=True))
+    def note(message, category, filename, lineno, file=None, line=None):   # a warning: one line, no source
+        print(f"amplitude-nb {a.cmd}: note: {' '.join(str(message).split())}", file=sys.stderr)
+    shown, warnings.showwarning = warnings.showwarning, note
     main_thread = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGTERM, _on_term) if main_thread else None
     try:
@@ -264,4 +301,5 @@ def main(argv=None) -> int:
         return rc
     finally:
         if main_thread: signal.signal(signal.SIGTERM, old)
+        warnings.showwarning = shown
     return 0

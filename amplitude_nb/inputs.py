@@ -10,32 +10,58 @@ from pathlib import Path
 from . import study
 
 # %% auto #0
-__all__ = ['RUN_MARKS', 'InputError', 'absolute', 'need', 'check_out', 'check_amplitudes', 'amplitude_file', 'check_checkpoint',
-           'check_base', 'find_tokenizer', 'check_tokenizer', 'check_corpus', 'check_sft', 'skip_reasons', 'RunInputs',
-           'check_run']
+__all__ = ['RUN_MARKER', 'CACHE_VAR', 'MB', 'InputError', 'absolute', 'need', 'mark_run_folder', 'is_run_folder', 'check_out',
+           'cache_path', 'check_place', 'check_cache', 'check_tmp', 'gpt_params', 'run_bytes', 'check_room',
+           'check_amplitudes', 'amplitude_file', 'check_model_amplitudes', 'check_checkpoint', 'check_base',
+           'find_tokenizer', 'check_tokenizer', 'check_corpus', 'check_sft', 'skip_reasons', 'RunInputs', 'check_run']
 
 # %% ../nbs/08_inputs.ipynb #a0000007
 class InputError(ValueError):
     "A bad input found before any work started; the message names the file and the problem."
 
 def absolute(path) -> Path | None:
-    "`path` as an absolute path (`~` expanded, `..` folded, symlinks kept); None stays None."
+    "`path` as an absolute path (`~` expanded, `..` folded, symlinks resolved; a pipe keeps its name); None stays None."
     if path is None: return None
-    return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    p = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    r = p.resolve()
+    return p if p.exists() and not r.exists() else r
 
 # %% ../nbs/08_inputs.ipynb #a0000010
+def _special(path: Path) -> bool:
+    "Whether `path` exists but is neither a regular file nor a folder (a pipe, socket or device)."
+    return path.exists() and not path.is_file() and not path.is_dir()
+
 def need(path: Path, option: str, kind: str = 'any') -> Path:
     "`path` if it exists as `kind` ('file', 'dir', 'any' or 'glob'); InputError naming `option` otherwise."
     if kind == 'glob' and not path.exists():
         if any(Path(f).is_file() for f in glob.glob(str(path), recursive=True)): return path
         raise InputError(f"{path}: no such file or folder, and no file matches it as a glob (given as {option})")
     if not path.exists(): raise InputError(f"{path}: no such file or folder (given as {option})")
+    if _special(path):
+        raise InputError(f"{path}: is a pipe, socket or device, not a file (given as {option}); every section reads "
+                         "its inputs again, so save it to a file first")
     if kind == 'file' and not path.is_file(): raise InputError(f"{path}: is a folder; {option} needs a file")
     if kind == 'dir' and not path.is_dir(): raise InputError(f"{path}: is a file; {option} needs a folder")
     return path
 
 # %% ../nbs/08_inputs.ipynb #a0000013
-RUN_MARKS = ('metrics.json', 'REPORT.md')   # what makes a folder a previous run's
+RUN_MARKER = '.amplitude-nb-run'            # written by every run into its folder, and by nothing else
+_MARK_TEXT = 'amplitude-nb run folder'
+
+def mark_run_folder(d: Path, **info) -> Path:
+    "Write the run marker into folder `d` (it is a run folder from now on); returns the marker's path."
+    import json
+    f = Path(d)/RUN_MARKER
+    f.write_text(json.dumps(dict(kind=_MARK_TEXT, pid=os.getpid(), created=time.strftime('%Y-%m-%dT%H:%M:%S'),
+                                 **{k: str(v) for k, v in info.items()})) + '\n')
+    return f
+
+def is_run_folder(d: Path) -> bool:
+    "Whether `d` is a folder that a run wrote: it holds the run marker (a regular file, not a link)."
+    f = Path(d)/RUN_MARKER
+    try: return Path(d).is_dir() and not Path(d).is_symlink() and f.is_file() and not f.is_symlink() \
+                and _MARK_TEXT in f.read_text(errors='replace')[:200]
+    except OSError: return False
 
 def _writable(d: Path) -> bool:
     try: os.rmdir(tempfile.mkdtemp(prefix='.amplitude-nb-probe-', dir=d)); return True
@@ -43,19 +69,82 @@ def _writable(d: Path) -> bool:
 
 def check_out(out: Path, inputs=()) -> Path:
     "`out` if a run may replace it with its report folder; InputError saying why not (nothing is changed)."
+    out = absolute(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is a file; --out must name a folder (nothing was changed)")
-    for p in inputs:
-        if p is not None and (p == out or out in p.parents):
+    for p in map(absolute, filter(None, inputs)):
+        if p == out or out in p.parents:
             raise InputError(f"{out}: holds the run's input {p}; a run replaces its --out folder, so name another")
-    if out.is_dir() and any(out.iterdir()) and not any((out/m).exists() for m in RUN_MARKS):
-        raise InputError(f"{out}: a folder that is not a previous run (it has no {' or '.join(RUN_MARKS)}); a run "
-                         "replaces its --out folder whole, so name a new or empty folder (nothing was changed)")
+    if out.is_dir() and any(out.iterdir()) and not is_run_folder(out):
+        old = any((out/m).exists() for m in ('metrics.json', 'REPORT.md'))
+        raise InputError(f"{out}: a folder that is not a run folder (it has no {RUN_MARKER} marker"
+                         + (", though it has a REPORT.md or metrics.json: if an older version wrote it, delete it "
+                            "yourself" if old else "") +
+                         "); a run replaces its --out folder whole, so name a new or empty folder (nothing was changed)")
     anc = out.parent
     while not anc.exists(): anc = anc.parent
     if not anc.is_dir(): raise InputError(f"{anc}: is a file, so the output folder {out} cannot be made there")
     if not _writable(anc): raise InputError(f"{anc}: cannot write here, so the output folder {out} cannot be made")
     return out
+
+# %% ../nbs/08_inputs.ipynb #a0000051
+CACHE_VAR = 'AMPLITUDE_NB_CACHE'
+
+def cache_path() -> Path:
+    "Where the cache is (as `data.cache_dir` finds it), resolved; nothing is created."
+    return absolute(os.environ.get(CACHE_VAR) or Path.home()/'.cache'/'amplitude-nb')
+
+def check_place(d: Path, what: str) -> Path:
+    "`d` if it is, or can be made as, a writable folder; InputError naming `what` (e.g. the variable) otherwise."
+    d = absolute(d)
+    if d.exists() and not d.is_dir():
+        raise InputError(f"{d}: is a file, but {what} must name a folder")
+    anc = d
+    while not anc.exists(): anc = anc.parent
+    if not anc.is_dir(): raise InputError(f"{anc}: is a file, so {what} ({d}) cannot be made there")
+    if not _writable(anc): raise InputError(f"{anc}: cannot write here, so {what} ({d}) cannot be used")
+    return d
+
+def check_cache() -> Path:
+    "The cache folder, if it is (or can be made as) a writable folder."
+    return check_place(cache_path(), f"the cache (${CACHE_VAR}, default ~/.cache/amplitude-nb)")
+
+def check_tmp() -> Path:
+    "The temporary folder, if it is writable."
+    return check_place(Path(tempfile.gettempdir()), 'the temporary folder ($TMPDIR)')
+
+# %% ../nbs/08_inputs.ipynb #a0000053
+MB = 2 ** 20
+
+def gpt_params(cfg) -> int:
+    "The parameter count of a GPT-2 of config `cfg` (a dict or GPTConfig: vocab_size, n_ctx, n_embd, n_layer)."
+    g = cfg if isinstance(cfg, dict) else asdict(cfg)
+    V, T, C, L = (int(g[k]) for k in ('vocab_size', 'n_ctx', 'n_embd', 'n_layer'))
+    return V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C
+
+def run_bytes(n_params: int, *, checkpoints: int = 1, fixed: int = 64 * MB, margin: float = 2.0) -> int:
+    "Room for `checkpoints` float32 copies of an `n_params` model plus `fixed` bytes, times `margin`."
+    return int(margin * (4 * n_params * checkpoints + fixed))
+
+def _device_root(p: Path) -> Path:
+    while not p.exists(): p = p.parent
+    return p
+
+def check_room(needs: dict) -> dict:
+    "{place: free bytes} for `needs` ({place: (bytes, what)}); InputError naming the first place short of room."
+    import shutil
+    by_dev = {}
+    for p, (n, what) in needs.items():
+        root = _device_root(absolute(p))
+        dev = os.stat(root).st_dev
+        by_dev.setdefault(dev, [root, 0, []]); by_dev[dev][1] += n; by_dev[dev][2].append(f"{what} {p}")
+    free = {}
+    for root, n, whats in by_dev.values():
+        free[root] = shutil.disk_usage(root).free
+        if free[root] < n:
+            raise InputError(f"{root}: {free[root] / MB:,.0f} MB free, but this run needs about {n / MB:,.0f} MB "
+                             f"there (for {'; '.join(whats)}); free some space or choose another place")
+    return free
 
 # %% ../nbs/08_inputs.ipynb #a0000017
 def check_amplitudes(amps: dict, path) -> dict:
@@ -76,13 +165,31 @@ def amplitude_file(checkpoint: Path) -> Path | None:
     f = checkpoint/'amplitudes.safetensors'
     return f if checkpoint.is_dir() and f.is_file() else None
 
+def check_model_amplitudes(amps: dict, model, path) -> dict:
+    "`amps` (read from `path`) if every matrix names a linear layer of `model` with as many rows as it has outputs."
+    import torch.nn as nn
+    for n, a in amps.items():
+        try: m = model.get_submodule(n)
+        except AttributeError: m = None
+        if not isinstance(m, nn.Linear):
+            layers = model.config.n_layer
+            raise InputError(f"{path}: matrix {n} is not a linear layer of the checkpoint's model ({layers} layer"
+                             f"{'s' if layers != 1 else ''}, h.0 to h.{layers - 1}); these amplitudes belong to another model")
+        if a.shape[0] != m.out_features:
+            raise InputError(f"{path}: matrix {n} has {a.shape[0]:,} rows of amplitudes but the layer has "
+                             f"{m.out_features:,} outputs; these amplitudes belong to another model")
+        if not 0 < a.shape[1] <= m.in_features:
+            raise InputError(f"{path}: matrix {n} has K = {a.shape[1]} amplitudes a row; the layer's input width "
+                             f"{m.in_features} allows 1 to {m.in_features}")
+    return amps
+
 def check_checkpoint(path: Path):
     "The model at `path`, loaded and checked (and its amplitudes, when it is an amplitude checkpoint)."
     from amplitude_nb.model import load_checkpoint
     model = load_checkpoint(path)
     if (f := amplitude_file(path)) is not None:
         from amplitude_nb.amplitudes import read_amplitude_file
-        check_amplitudes(read_amplitude_file(f)[0], f)
+        check_model_amplitudes(check_amplitudes(read_amplitude_file(f)[0], f), model, f)
     return model
 
 # %% ../nbs/08_inputs.ipynb #a0000021
@@ -143,15 +250,19 @@ def check_corpus(corpus, tok, n_ctx: int, spec=None) -> dict:
 
 # %% ../nbs/08_inputs.ipynb #a0000031
 def check_sft(pairs: list, tok, n_ctx: int, spec) -> dict:
-    "{split: usable pairs}: `pairs` (from `spec`) whose prompt leaves room in the context, in every split."
+    "{split: usable pairs}: `pairs` (from `spec`) with a response and a prompt that leaves room for it, in every split."
     from amplitude_nb.data import split_pairs
+    if pairs and not any(str(p['response']).strip() for p in pairs):
+        raise InputError(f"{spec}: all {len(pairs):,} responses are empty; supervised fine-tuning learns the "
+                         "responses, so there is nothing to learn")
     usable = {}
     for split, ps in split_pairs(pairs).items():
         lens = [len(e.ids) for e in tok.encode_batch([p['prompt'] for p in ps])] if ps else []
-        usable[split] = sum(1 <= n <= n_ctx for n in lens)
+        resp = [len(e.ids) for e in tok.encode_batch([p['response'] for p in ps])] if ps else []
+        usable[split] = sum(1 <= n <= n_ctx and r >= 1 for n, r in zip(lens, resp))
     if not any(usable.values()):
-        raise InputError(f"{spec}: none of the {len(pairs):,} pairs has a prompt that fits the model's context of "
-                         f"{n_ctx:,} tokens with room for a response")
+        raise InputError(f"{spec}: none of the {len(pairs):,} pairs has a non-empty response and a prompt that fits "
+                         f"the model's context of {n_ctx:,} tokens with room for a response")
     if not all(usable.values()):
         raise InputError(f"{spec}: usable pairs per split {usable}; the pairs are split 80/10/10 by a hash of their "
                          "name (or prompt), and every split needs at least one, so give more pairs")
@@ -190,7 +301,9 @@ def _paths(checkpoint, base, corpus, sft, tokenizer, out) -> dict:
              sft=None if sft in (None, 'default') else need(absolute(sft), '--sft', 'file'),
              tokenizer=None if tokenizer is None else need(absolute(tokenizer), '--tokenizer'))
     out = absolute(out) if out is not None else absolute(Path('reports')/p['checkpoint'].name)
-    p['out'] = check_out(out, inputs=[p[k] for k in ('checkpoint', 'base', 'corpus', 'sft', 'tokenizer')])
+    p['out'] = check_out(out, inputs=[p[k] for k in ('checkpoint', 'base', 'corpus', 'sft', 'tokenizer')]
+                         + [cache_path()])
+    check_cache(); check_tmp()
     return p
 
 # %% ../nbs/08_inputs.ipynb #a0000039
@@ -241,5 +354,9 @@ def check_run(checkpoint, base=None, corpus=None, sft=None, tokenizer=None, out=
         pairs = data.get_sft_pairs(r.sft)
         if tok is not None and any('sft' in s.needs for s in todo.values()):
             check_sft(pairs, tok, n_ctx, spec=r.sft or 'the default SFT pairs')
+    log("checking inputs: room on disk")
+    n = gpt_params(model.config)
+    check_room({r.out: (run_bytes(0), '--out'), Path(tempfile.gettempdir()): (run_bytes(n, checkpoints=2), '$TMPDIR'),
+                cache_path(): (run_bytes(0, fixed=128 * MB), 'the cache')})
     r.seconds = time.time() - t0
     return r

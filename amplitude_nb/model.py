@@ -258,6 +258,9 @@ def load_checkpoint(path) -> GPT:
         elif not (path/'config.json').exists():
             raise CheckpointError(f"{path}: neither config.json nor ckpt.pt is in this directory")
     if path.is_file() and path.suffix in ('.pt', '.pth', '.ckpt'): return _load_nanogpt(path)
+    if path.is_file() and path.name not in ('config.json', 'model.safetensors', 'pytorch_model.bin'):
+        raise CheckpointError(f"{path}: not a checkpoint (a checkpoint is a Hugging Face GPT-2 folder with config.json "
+                              "and model.safetensors, or a nanoGPT .pt/.pth/.ckpt file)")
     d = path if path.is_dir() else path.parent
     cfg = _hf_config(d/'config.json')
     w = next((d/f for f in ('model.safetensors', 'pytorch_model.bin') if (d/f).exists()), d/'model.safetensors')

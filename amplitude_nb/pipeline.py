@@ -10,13 +10,14 @@ from pathlib import Path
 import amplitude_nb
 from . import data, study
 from .results import collect_metrics, to_jsonable
+from .inputs import is_run_folder, mark_run_folder
 
 # %% auto #0
-__all__ = ['KERNEL', 'OFFLINE_TEMPLATE', 'notebook_dir', 'skipped_sections', 'section_params', 'kernel_spec',
+__all__ = ['KERNEL', 'OFFLINE_TEMPLATE', 'notebook_dir', 'skipped_sections', 'section_params', 'clean_dead_temp', 'kernel_spec',
            'kernel_manager_class', 'kill_kernels', 'without_slow_cells', 'RunError', 'execute', 'mathml',
-           'offline_exporter', 'final_paths', 'to_html', 'network_loads', 'RunFolderError', 'check_out', 'clean_stale',
-           'run_sections', 'base_info', 'reproduce', 'find_tokenizer', 'choose_tokenizer', 'heldout_losses', 'Prepared',
-           'prepare_checkpoint', 'run']
+           'offline_exporter', 'final_paths', 'to_html', 'network_loads', 'RunFolderError', 'check_out',
+           'remove_run_folder', 'clean_stale', 'run_sections', 'base_info', 'reproduce', 'find_tokenizer',
+           'choose_tokenizer', 'heldout_losses', 'Prepared', 'prepare_checkpoint', 'run']
 
 # %% ../nbs/20_pipeline.ipynb #7835d46e
 def notebook_dir() -> Path:
@@ -53,6 +54,7 @@ def section_params(section: str, checkpoint, out_dir, *, sizes='paper', corpus=N
 
 # %% ../nbs/20_pipeline.ipynb #f5c53173
 KERNEL = 'amplitude-nb'
+_SCRATCH = []                      # the folder of the innermost live `kernel_spec`: kernels' connection files go there
 
 def _alive(pid: int) -> bool:
     "Whether process `pid` exists."
@@ -61,14 +63,22 @@ def _alive(pid: int) -> bool:
     except PermissionError: return True
     return True
 
+def clean_dead_temp(prefix: str) -> list[Path]:
+    "Remove the `<tmp>/<prefix>-<pid>-*` folders whose process `pid` is gone (left by a killed run); returns them."
+    gone = []
+    for p in Path(tempfile.gettempdir()).glob(glob.escape(prefix) + '-*-*'):
+        pid = p.name[len(prefix) + 1:].split('-')[0]
+        if p.is_dir() and not p.is_symlink() and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True); gone.append(p)
+    return gone
+
 @contextlib.contextmanager
 def kernel_spec():
     "A kernelspec for this interpreter on a temporary Jupyter path while the block runs; yields that folder."
-    for p in Path(tempfile.gettempdir()).glob('amplitude-nb-kernel-*-*'):      # left by a killed run
-        pid = p.name.split('-')[3]
-        if pid.isdigit() and not _alive(int(pid)): shutil.rmtree(p, ignore_errors=True)
+    clean_dead_temp('amplitude-nb-kernel')
     d = Path(tempfile.mkdtemp(prefix=f'amplitude-nb-kernel-{os.getpid()}-'))
     old = os.environ.get('JUPYTER_PATH')
+    _SCRATCH.append(d)
     try:
         (d/'kernels'/KERNEL).mkdir(parents=True)
         warn = ','.join(filter(None, [os.environ.get('PYTHONWARNINGS'), 'ignore:IProgress not found']))
@@ -79,6 +89,7 @@ def kernel_spec():
         os.environ['JUPYTER_PATH'] = os.pathsep.join(filter(None, [str(d), old]))
         yield d
     finally:
+        _SCRATCH.remove(d)
         if old is None: os.environ.pop('JUPYTER_PATH', None)
         else: os.environ['JUPYTER_PATH'] = old
         shutil.rmtree(d, ignore_errors=True)
@@ -95,6 +106,11 @@ def kernel_manager_class():
             _LIVE_KERNELS.add(self)
         async def _async_interrupt_kernel(self):
             if not self.shutting_down: await super()._async_interrupt_kernel()
+        def write_connection_file(self, **kw):
+            if not self.connection_file and _SCRATCH:
+                import uuid
+                self.connection_file = str(_SCRATCH[-1]/f'kernel-{uuid.uuid4().hex}.json')
+            return super().write_connection_file(**kw)
         async def _async_cleanup_resources(self, restart=False):
             _LIVE_KERNELS.discard(self)
             await super()._async_cleanup_resources(restart=restart)
@@ -217,32 +233,49 @@ def network_loads(html: str) -> list[str]:
 
 # %% ../nbs/20_pipeline.ipynb #9484fb9e
 class RunFolderError(ValueError):
-    "The run folder cannot be used: it names an existing file."
+    "The run folder cannot be used: it names a file, or a folder that a run did not write."
 
-def check_out(out) -> Path:
-    "`out` as an absolute path; RunFolderError when it names something other than a folder."
-    out = Path(out).expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise RunFolderError(f"{out}: exists and is not a folder; --out names the run folder to write")
-    return out
+def check_out(out, inputs=()) -> Path:
+    "`out` resolved, if a run may replace it (`inputs.check_out`); RunFolderError saying why not."
+    from amplitude_nb.inputs import InputError, check_out as check
+    try: return check(Path(out), inputs)
+    except InputError as e: raise RunFolderError(str(e)) from None
+
+def remove_run_folder(p: Path) -> bool:
+    "Remove `p` if it is a run folder (it carries the marker) or an empty folder; whether it is gone."
+    p = Path(p)
+    if is_run_folder(p): shutil.rmtree(p, ignore_errors=True)
+    elif p.is_dir() and not p.is_symlink():
+        with contextlib.suppress(OSError): p.rmdir()
+    return not p.exists() and not p.is_symlink()
 
 # %% ../nbs/20_pipeline.ipynb #533ba35e
 def clean_stale(out: Path, log=print) -> list[Path]:
-    "Remove `<out>.tmp-<pid>` and `<out>.old-<pid>` folders whose process is gone (killed runs); returns them."
+    "Remove the `<out>.tmp-<pid>` and `<out>.old-<pid>` run folders whose process is gone (killed runs); returns them."
     out, gone = Path(out), []
     for p in sorted(out.parent.glob(glob.escape(out.name) + '.*-*')):
         kind, _, pid = p.name[len(out.name) + 1:].partition('-')
-        if kind in ('tmp', 'old') and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if kind in ('tmp', 'old') and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)) \
+           and is_run_folder(p):
             shutil.rmtree(p, ignore_errors=True); gone.append(p)
     for p in gone: log(f"{'cleaned':24}         {p.name} (left by a run that was killed)")
     return gone
 
 # %% ../nbs/20_pipeline.ipynb #d265a5cf
 def _swap_into_place(tmp: Path, out: Path):
+    "Replace `out` (a previous run, or an empty folder) by the finished run `tmp`."
+    if out.exists() and (out.is_symlink() or not out.is_dir() or (any(out.iterdir()) and not is_run_folder(out))):
+        raise RunFolderError(f"{out}: while the run was going, it became something other than a run folder, so it "
+                             f"was left alone; the finished run is in {tmp}")
     old = out.with_name(out.name + f'.old-{os.getpid()}')
     if out.exists(): out.rename(old)
     tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    remove_run_folder(old)
+
+def _no_space(e: BaseException) -> bool:
+    "Whether `e` (an OSError, or a section failure that reports one) says the disk is full."
+    import errno
+    return (isinstance(e, OSError) and e.errno == errno.ENOSPC) or 'No space left on device' in str(e)
 
 def _write_report(run_dir: Path, metrics: dict) -> list[Path]:
     from amplitude_nb import report
@@ -266,7 +299,9 @@ def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict |
     todo = [s for s in todo if s not in skipped]
     for s in skipped: log(f"{study.section(s).notebook:24}         skipped: {skipped[s]}")
     tmp = out.with_name(out.name + f'.tmp-{os.getpid()}')
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()
+    if (tmp.exists() or tmp.is_symlink()) and not remove_run_folder(tmp):
+        raise RunFolderError(f"{tmp}: exists and is not a run folder, so it was left alone; move it and rerun")
+    tmp.mkdir(); mark_run_folder(tmp, out=out)
     seconds = {}
     try:
         with kernel_spec() as scratch:
@@ -289,13 +324,21 @@ def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict |
         shutil.rmtree(tmp, ignore_errors=True)
         log(f"interrupted; {out} is unchanged")
         raise
-    except Exception:
+    except Exception as e:
+        if _no_space(e):
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RunError(f"{out.parent}: no space left on device while writing the run; the partial run was removed "
+                           f"and {out} is unchanged (free some space and rerun)") from None
         failed = out.with_name(out.name + '.failed')
-        shutil.rmtree(failed, ignore_errors=True); tmp.rename(failed)
+        if (failed.exists() or failed.is_symlink()) and not remove_run_folder(failed):
+            log(f"the run failed; its notebooks are in {tmp} ({failed} is not a run folder, so it was left alone); "
+                f"{out} is unchanged")
+            raise
+        tmp.rename(failed)
         log(f"the run failed; its notebooks are in {failed}; {out} is unchanged")
         raise
     _swap_into_place(tmp, out)
-    shutil.rmtree(out.with_name(out.name + '.failed'), ignore_errors=True)
+    remove_run_folder(out.with_name(out.name + '.failed'))
     for p in reports: log(f"{p.name:24} {out/p.name}")
     return out
 
@@ -433,9 +476,12 @@ def prepare_checkpoint(checkpoint, base=None, work: Path = None, *, tokenizer=No
     return Prepared(d, have, fit=fit, amplitudes=d/'amplitudes.safetensors', raw=checkpoint, base_dir=base)
 
 def _check_vocab(tok, model, have: dict):
+    "Record in `have` why tokenizer `tok` cannot serve the sections that need one (too large, or no end-of-text)."
     if tok is not None and tok.get_vocab_size() > model.config.vocab_size:
         have['tokenizer'] = (f"the tokenizer has {tok.get_vocab_size():,} tokens, more than the model's vocabulary "
                              f"of {model.config.vocab_size:,}")
+    elif tok is not None and data.eot_id(tok) is None:
+        have['tokenizer'] = f"the tokenizer has no {data.EOT} token"
 
 # %% ../nbs/20_pipeline.ipynb #88b93da1
 def run(checkpoint, base=None, corpus=None, *, sft=None, out=None, tokenizer=None, skip=None, K=8, seed=0,
@@ -451,7 +497,8 @@ def run(checkpoint, base=None, corpus=None, *, sft=None, out=None, tokenizer=Non
     sections = study.check_names(sections or list(study.SECTION_NAMES), study.SECTION_NAMES, 'section')
     study.profile_spec(sizes)
     log(f"run on {checkpoint} into {out}: tokenizer and checkpoint, then up to {len(sections)} section notebooks")
-    with tempfile.TemporaryDirectory(prefix='amplitude-nb-run-') as work:
+    clean_dead_temp('amplitude-nb-run')                  # a killed run's copy of the base weights
+    with tempfile.TemporaryDirectory(prefix=f'amplitude-nb-run-{os.getpid()}-') as work:
         t = time.time()
         prep = prepare_checkpoint(checkpoint, base, Path(work), tokenizer=tokenizer, sft=sft, K=K, seed=seed, log=log)
         prep_seconds = time.time() - t

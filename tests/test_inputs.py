@@ -59,7 +59,9 @@ def build_world(root: Path) -> dict:
     save_amplitude_checkpoint(amp, root/'amp', tok)
     (root/'corpus.txt').write_text(corpus_text())
     (root/'pairs.jsonl').write_text(''.join(json.dumps(p) + '\n' for p in sft_pairs()))
+    from amplitude_nb.inputs import mark_run_folder
     (root/'previous_run').mkdir(); (root/'previous_run'/'REPORT.md').write_text('# the previous report\n')
+    mark_run_folder(root/'previous_run')
     (root/'cache').mkdir()
     return dict(root=root, cfg=cfg)
 
@@ -136,6 +138,32 @@ def foreign_dir(tmp) -> Path:
     (tmp/'mydir').mkdir(); (tmp/'mydir'/'thesis.tex').write_text('precious\n'); return tmp/'mydir'
 
 
+def project_dir(tmp) -> Path:
+    "A user's project folder that happens to hold a REPORT.md and a metrics.json."
+    d = tmp/'proj'; (d/'src').mkdir(parents=True); (d/'src'/'main.py').write_text('print(1)\n')
+    (d/'data.csv').write_text('1,2\n'); (d/'REPORT.md').write_text('# my report\n'); (d/'metrics.json').write_text('{}')
+    return d
+
+
+def linked_runs(tmp, w) -> list:
+    "runs/old is a run folder holding the checkpoint; scratch -> runs names the checkpoint by another path."
+    from amplitude_nb.inputs import mark_run_folder
+    (tmp/'runs'/'old').mkdir(parents=True); mark_run_folder(tmp/'runs'/'old')
+    shutil.copytree(w['root']/'tuned', tmp/'runs'/'old'/'myckpt')
+    (tmp/'scratch').symlink_to(tmp/'runs')
+    return ['run', '--checkpoint', tmp/'scratch'/'old'/'myckpt', '--base', w['root']/'base', '--out', tmp/'runs'/'old']
+
+
+def pipe_path() -> Path:
+    "A pipe's /dev/fd path, as a shell's <(...) gives (its ends stay open for the test's life)."
+    r, _ = os.pipe()
+    return Path(f'/dev/fd/{r}')
+
+
+def rename_layer(s: dict, old='.h.1.', new='.h.7.') -> dict:
+    return {k.replace(old, new): v for k, v in s.items()}
+
+
 def write(p: Path, text) -> Path:
     p.write_bytes(text) if isinstance(text, bytes) else p.write_text(text)
     return p
@@ -150,7 +178,7 @@ CASES = [
     ('missing sft', lambda w, t: good_run(w)[:7] + ['--sft', t/'nope.jsonl'], 'given as --sft', lambda w, t: t/'nope.jsonl'),
     ('missing tokenizer', lambda w, t: good_run(w) + ['--tokenizer', t/'nope.json'], 'given as --tokenizer', lambda w, t: t/'nope.json'),
     ('--out is a file', lambda w, t: good_run(w) + ['--out', out_file(t)], 'exists and is a file', lambda w, t: t/'report.txt'),
-    ('--out is a foreign folder', lambda w, t: good_run(w) + ['--out', foreign_dir(t)], 'not a previous run', lambda w, t: t/'mydir'),
+    ('--out is a foreign folder', lambda w, t: good_run(w) + ['--out', foreign_dir(t)], 'not a run folder', lambda w, t: t/'mydir'),
     ('--out inside a file', lambda w, t: good_run(w) + ['--out', out_file(t)/'sub'], 'is a file, so the output folder', lambda w, t: t/'report.txt'),
     ('--out holds the checkpoint', lambda w, t: ['run', '--checkpoint', copy(w, 'tuned', t), '--out', t], 'holds the run', lambda w, t: t),
     ('negative n_embd', lambda w, t: ['run', '--checkpoint', edit_config(copy(w, 'tuned', t), n_embd=-16)], 'n_embd=-16 is out of range', lambda w, t: t/'tuned'/'config.json'),
@@ -186,6 +214,18 @@ CASES = [
     ('structure on a one-row file', lambda w, t: ['structure', amp_ck(t, w, lambda s: {k: v[:1] for k, v in s.items()})], 'has 1 row', lambda w, t: t/'amp'/'amplitudes.safetensors'),
     ('structure on a text file', lambda w, t: ['structure', write(t/'notes.safetensors', 'hello')], 'not a readable safetensors file', lambda w, t: t/'notes.safetensors'),
     ('corpus --vocab on one document', lambda w, t: ['corpus', '--corpus', write(t/'one.txt', 'just one paragraph of text.'), '--vocab', '300'], 'the validation split is empty', lambda w, t: t/'one.txt'),
+    ('--out is a project folder with a REPORT.md', lambda w, t: good_run(w) + ['--out', project_dir(t)], 'not a run folder', lambda w, t: t/'proj'),
+    ('--out holds the checkpoint through a symlink', lambda w, t: linked_runs(t, w), "holds the run's input", lambda w, t: t/'runs'/'old'),
+    ('amplitudes for a layer the model lacks', lambda w, t: ['run', '--checkpoint', amp_ck(t, w, rename_layer)], 'is not a linear layer of the checkpoint', lambda w, t: t/'amp'/'amplitudes.safetensors'),
+    ('amplitude rows that do not match the layer', lambda w, t: ['run', '--checkpoint', amp_ck(t, w, lambda s: {k: v[:-2] for k, v in s.items()})], 'rows of amplitudes but the layer has', lambda w, t: t/'amp'/'amplitudes.safetensors'),
+    ('--checkpoint is a text file', lambda w, t: ['run', '--checkpoint', copy(w, 'corpus.txt', t)], 'not a checkpoint', lambda w, t: t/'corpus.txt'),
+    ('--base is a text file', lambda w, t: good_run(w)[:3] + ['--base', copy(w, 'corpus.txt', t)], 'not a checkpoint', lambda w, t: t/'corpus.txt'),
+    ('--sft is a pipe', lambda w, t: good_run(w)[:7] + ['--sft', pipe_path()], 'is a pipe, socket or device', None),
+    ('--corpus is a pipe', lambda w, t: good_run(w)[:5] + ['--corpus', pipe_path()] + good_run(w)[7:], 'is a pipe, socket or device', None),
+    ('SFT responses all empty', lambda w, t: good_run(w)[:7] + ['--sft', write(t/'empty.jsonl', ''.join(json.dumps(dict(p, response='')) + '\n' for p in sft_pairs()))], 'all 60 responses are empty', lambda w, t: t/'empty.jsonl'),
+    ('structure --n-boot 0', lambda w, t: ['structure', w['root']/'amp', '--n-boot', '0'], 'at least 1', None),
+    ('structure --n-boot -3', lambda w, t: ['structure', w['root']/'amp', '--n-boot', '-3'], 'at least 1', None),
+    ('reproduce --profil (an abbreviation)', lambda w, t: ['reproduce', '--profil', 'smoke'], 'unrecognized arguments: --profil', None),
     ('info on a malicious pickle', lambda w, t: ['info', evil_pickle(t)], "asks to import 'posix.system'", lambda w, t: t/'evil'/'ckpt.pt'),
 ]
 from amplitude_nb.inputs import _writable
@@ -232,7 +272,8 @@ def stub_pipeline(monkeypatch):
 def run_main(argv, capsys):
     from amplitude_nb.cli import main
     capsys.readouterr()
-    rc = main([str(a) for a in argv])
+    try: rc = main([str(a) for a in argv])
+    except SystemExit as e: rc = e.code                      # argparse's own errors (one line, exit 2)
     out, err = capsys.readouterr()
     return rc, out, err
 
@@ -252,6 +293,38 @@ def test_bad_input(world, tmp_path, capsys, stub_pipeline, monkeypatch, case, ar
     assert changes(before, snapshot(world['root'], tmp_path)) == []
 
 
+@pytest.mark.parametrize('cmd', [['run', '--checkpoint', '{root}/tuned'], ['reproduce', '--profile', 'smoke', '--out', '{tmp}/r'],
+                                 ['checkpoints', '--profile', 'smoke'], ['corpus']])
+@pytest.mark.parametrize('cache,message', [('file', 'is a file, but the cache ($AMPLITUDE_NB_CACHE'),
+                                           ('under a file', 'is a file, so the cache'),
+                                           ('read-only', 'cannot write here, so the cache')])
+def test_unusable_cache_is_refused_up_front(world, tmp_path, capsys, stub_pipeline, monkeypatch, cmd, cache, message):
+    "A cache variable naming a file, or a folder on a read-only file system: one line, before any work."
+    from amplitude_nb.inputs import _writable
+    f = tmp_path/'cachefile'; f.write_text('mine')
+    place = {'file': f, 'under a file': f/'sub', 'read-only': Path('/proc/amplitude-nb-cache')}[cache]
+    if cache == 'read-only' and (not Path('/proc').is_dir() or _writable(Path('/proc'))): pytest.skip('no read-only fs')
+    monkeypatch.setenv('AMPLITUDE_NB_CACHE', str(place))
+    before = snapshot(world['root'], tmp_path)
+    rc, out, err = run_main([a.format(root=world['root'], tmp=tmp_path) for a in cmd], capsys)
+    assert not stub_pipeline and rc == 2 and err.count('\n') == 1, (rc, err)
+    assert message in err and str(place if cache != 'under a file' else f) in err, err
+    assert changes(before, snapshot(world['root'], tmp_path)) == [] and f.read_text() == 'mine'
+
+
+def test_old_amplitude_file_warning_is_one_line(world, tmp_path, capsys):
+    "An amplitude-nb/1 file is read with a one-line note on stderr, not a Python warning with its source line."
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    f = tmp_path/'v1.safetensors'
+    src = world['root']/'amp'/'amplitudes.safetensors'
+    with safe_open(str(src), 'pt') as s: meta = s.metadata()
+    save_file(load_file(src), str(f), metadata={**meta, 'format': 'amplitude-nb/1'})
+    rc, out, err = run_main(['structure', f, '--n-boot', '5'], capsys)
+    assert rc == 0 and err.count('\n') == 1 and err.startswith('amplitude-nb structure: note:'), err
+    assert 'UserWarning' not in err and str(f) in err
+
+
 def test_relative_paths_are_made_absolute(world, tmp_path, capsys, stub_pipeline, monkeypatch):
     "From another working directory, relative paths reach the pipeline absolute, with the tokenizer and skips."
     monkeypatch.setenv('AMPLITUDE_NB_CACHE', str(world['root']/'cache'))
@@ -266,7 +339,7 @@ def test_relative_paths_are_made_absolute(world, tmp_path, capsys, stub_pipeline
     (call,) = stub_pipeline
     assert call['checkpoint'] == r/'nano_tuned'/'ckpt.pt' and call['base'] == r/'nano_base'/'ckpt.pt'
     assert call['tokenizer'] == r/'meta.pkl' and call['corpus'] == r/'corpus.txt' and call['sft'] == r/'pairs.jsonl'
-    assert call['out'] == tmp_path/'elsewhere'/'runs'/'x' and call['skip'] == {}
+    assert call['out'] == (tmp_path/'elsewhere'/'runs'/'x').resolve() and call['skip'] == {}
     assert not (tmp_path/'elsewhere'/'runs').exists()
 
 
@@ -390,6 +463,27 @@ def test_e2e_interrupted_then_char_level_nanogpt_gets_all_five_sections(world, t
     m = json.loads((out/'metrics.json').read_text())
     assert {'structure', 'gradient', 'corpus', 'sft', 'compression'} <= set(m['run']['sections']), m['run']
     assert not [q for q in tmp_path.iterdir() if '.tmp-' in q.name or '.old-' in q.name]
+
+
+def test_data_loss_cases_end_to_end(world, tmp_path):
+    """The three cases that once lost data or crashed, through the console script: a project folder with a REPORT.md
+    as --out, a symlinked path to the input checkpoint, and a tokenizer without <|endoftext|> with --base."""
+    from amplitude_nb.data import char_tokenizer
+    r, env = world['root'], {'AMPLITUDE_NB_CACHE': str(tmp_path/'cache')}
+    proj = project_dir(tmp_path); before = snapshot(proj)
+    res = cli(*good_run(world), '--sizes', 'smoke', '--out', proj, env=env)
+    assert res.returncode == 2 and 'not a run folder' in res.stderr and res.stderr.count('\n') == 1, res.stderr
+    assert changes(before, snapshot(proj)) == []
+    argv = linked_runs(tmp_path, world); before = snapshot(tmp_path/'runs')
+    res = cli(*argv, '--sizes', 'smoke', env=env)
+    assert res.returncode == 2 and "holds the run's input" in res.stderr, res.stderr
+    assert changes(before, snapshot(tmp_path/'runs')) == [] and (tmp_path/'runs'/'old'/'myckpt'/'config.json').exists()
+    char_tokenizer({c: i for c, i in STOI.items() if c != '\n'}).save(str(tmp_path/'noeot.json'))
+    res = cli('run', '--checkpoint', r/'tuned', '--base', r/'base', '--tokenizer', tmp_path/'noeot.json',
+              '--sections', 'structure', '--sizes', 'smoke', '--quiet', '--out', tmp_path/'noeot_run', env=env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    m = json.loads((tmp_path/'noeot_run'/'metrics.json').read_text())
+    assert m['run']['sections'] == ['structure'] and (tmp_path/'noeot_run'/'REPORT.md').exists()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -149,7 +149,7 @@ def test_run_without_base_skips_with_reasons(tmp_path, refs):
 
 def test_out_naming_a_file_is_refused(tmp_path, refs):
     f = tmp_path/'report.txt'; f.write_text('mine')
-    with pytest.raises(RunFolderError, match='is not a folder'):
+    with pytest.raises(RunFolderError, match='exists and is a file'):
         run_sections(refs['amplitudes'], f, {'profile': 'smoke'}, sections=['structure'], sizes='smoke', progress=False)
     with pytest.raises(RunFolderError): reproduce('smoke', out=f, log=lambda s: None)
     assert f.read_text() == 'mine' and sorted(p.name for p in tmp_path.iterdir()) == ['report.txt']
@@ -194,6 +194,7 @@ def test_interrupt_and_kill_leave_nothing_behind(smoke_run, tmp_path, refs):
     p.send_signal(signal.SIGINT); _, err = p.communicate(timeout=120)
     assert p.returncode != 0 and 'KeyboardInterrupt' in err
     assert not list(tmp_path.glob('run.tmp-*')) and kernel_dirs(tmp) == [] and not (tmp_path/'run.failed').exists()
+    assert not list(tmp.glob('*.json')), list(tmp.iterdir())                     # no kernel connection file (its key)
     assert (out/'REPORT.md').read_text() == before
     p = start_run(refs['amplitudes'], out, tmp)
     p.kill(); p.communicate(timeout=60)
@@ -201,5 +202,30 @@ def test_interrupt_and_kill_leave_nothing_behind(smoke_run, tmp_path, refs):
     r = subprocess.run([sys.executable, '-c', SCRIPT.format(section='gradient'), str(refs['amplitudes']), str(out)],
                        env=env_with_tmp(tmp), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert not list(tmp_path.glob('run.tmp-*')) and kernel_dirs(tmp) == []
+    assert not list(tmp_path.glob('run.tmp-*')) and kernel_dirs(tmp) == [] and not list(tmp.glob('*.json'))
     assert metrics(out)['run']['sections'] == ['gradient']
+
+
+def test_full_disk_removes_the_partial_run(tmp_path, refs, monkeypatch):
+    "The disk fills up while the report is written: one error naming the folder, no partial run kept to fill it."
+    import errno
+    from amplitude_nb import pipeline
+    def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(pipeline, '_write_report', full)
+    (tmp_path/'run.failed').mkdir(); (tmp_path/'run.failed'/'mine.txt').write_text('not a run')
+    with pytest.raises(RunError, match=f"{tmp_path}: no space left on device"):
+        run_sections(refs['amplitudes'], tmp_path/'run', {'profile': 'smoke'}, sections=['structure'], sizes='smoke',
+                     progress=False, html=False, log=lambda s: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['run.failed']
+    assert (tmp_path/'run.failed'/'mine.txt').read_text() == 'not a run'          # not ours: left alone
+
+
+def test_killed_run_work_folder_is_removed_next_time(tmp_path, monkeypatch):
+    "`run` copies the base weights into $TMPDIR/amplitude-nb-run-<pid>-*; after a SIGKILL the next run removes it."
+    from amplitude_nb import pipeline
+    dead = subprocess.Popen([sys.executable, '-c', 'pass']); dead.wait()
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    left = tmp_path/f'amplitude-nb-run-{dead.pid}-abc'; left.mkdir(); (left/'model.safetensors').write_bytes(b'0' * 64)
+    other = tmp_path/'amplitude-nb-run-notes'; other.mkdir()
+    assert pipeline.clean_dead_temp('amplitude-nb-run') == [left]
+    assert not left.exists() and other.exists()
