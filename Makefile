@@ -41,7 +41,7 @@ reproduce: $(STAMP)
 	@if [ "$(PROFILE)" = paper ]; then $(BIN)/python -c "from amplitude_nb.report import update_readme; update_readme('reports/paper')"; fi
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=nbs
+	$(BIN)/jupyter lab --notebook-dir=nbs --config=.jupyter/jupyter_server_config.py
 
 export: $(STAMP)
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
