@@ -209,11 +209,13 @@ def offline_exporter():
     return OfflineHTMLExporter(embed_images=True, extra_loaders=[loader], template_file='offline.html.j2')
 
 # %% ../nbs/20_pipeline.ipynb #ce4f8f0e
-def final_paths(ipynb: Path, tmp: Path, out: Path) -> Path:
+def final_paths(ipynb: Path, tmp: Path, out: Path, aliases: dict | None = None) -> Path:
     """A notebook runs in the temporary `<out>.tmp-<pid>` folder that becomes `out` once every section has run; the
-    reader of the executed notebook should see where its files are, so its text names `out`, not the temporary folder."""
-    p = Path(ipynb); text = p.read_text(encoding='utf-8')
-    if str(tmp) in text: p.write_text(text.replace(str(tmp), str(out)), encoding='utf-8')
+    reader of the executed notebook should see where its files are, so its text names `out`, not the temporary folder.
+    `aliases` ({path: text}) names other temporary paths (the prepared checkpoint of `run`) by what they held."""
+    p = Path(ipynb); text = new = p.read_text(encoding='utf-8')
+    for a, b in {**(aliases or {}), str(tmp): str(out)}.items(): new = new.replace(str(a), str(b))
+    if new != text: p.write_text(new, encoding='utf-8')
     return p
 
 def to_html(ipynb: Path) -> Path:
@@ -285,7 +287,7 @@ def _write_report(run_dir: Path, metrics: dict) -> list[Path]:
 def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict | None = None, sections=None,
                  sizes='paper', corpus=None, sft=None, seed=0, raw_checkpoint=None, extra: dict | None = None,
                  files: dict | None = None, timing: dict | None = None, started=None, progress=True, html=True,
-                 log=print) -> Path:
+                 aliases: dict | None = None, log=print) -> Path:
     "Execute the section notebooks on `checkpoint` into the run folder `out` (atomically); returns `out`."
     started = time.time() if started is None else started
     out = check_out(out); out.parent.mkdir(parents=True, exist_ok=True)
@@ -312,7 +314,7 @@ def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict |
                                         schedule_path=schedule, raw_checkpoint=raw_checkpoint)
                 seconds[s] = execute(nb, tmp/nb.name, params, progress=progress, log=log, skip_slow=sizes == 'smoke',
                                      scratch=scratch)
-                final_paths(tmp/nb.name, tmp, out)
+                final_paths(tmp/nb.name, tmp, out, aliases)
                 if html: to_html(tmp/nb.name)
         for name, src in (files or {}).items(): shutil.copy2(src, tmp/name)
         metrics = collect_metrics(tmp, run={**run_info, 'sections': todo, 'skipped': skipped}, extra=extra)
@@ -514,4 +516,13 @@ def run(checkpoint, base=None, corpus=None, *, sft=None, out=None, tokenizer=Non
                             extra=None if prep.fit is None else dict(fit=prep.fit),
                             files=None if prep.amplitudes is None else {'amplitudes.safetensors': prep.amplitudes},
                             timing=dict(checkpoints_seconds=prep_seconds), started=started, progress=progress,
-                            html=html, log=log)
+                            html=html, log=log, aliases=_aliases(prep, work))
+
+def _aliases(prep: Prepared, work) -> dict:
+    "What the executed notebooks should say instead of the temporary folder of `run` (removed when it ends)."
+    if not str(prep.path).startswith(str(work)): return {}
+    if prep.amplitudes is None:                      # an amplitude checkpoint, copied to sit beside another tokenizer
+        return {str(prep.path): f"(a temporary copy of {prep.base_dir} with the chosen tokenizer, removed after the run)"}
+    held = f"the base weights of {prep.base_dir}" if prep.base_dir is not None else "W0 = 0"
+    return {str(prep.path): f"(a temporary checkpoint, removed after the run: {held} + the amplitudes.safetensors "
+                            "of this run folder)"}

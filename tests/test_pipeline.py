@@ -127,6 +127,7 @@ def test_run_fits_a_dense_checkpoint(tmp_path, refs):
     injected = next(c for c in nbformat.read(out/'14_compression.ipynb', 4).cells
                     if 'injected-parameters' in c.metadata.get('tags', []))
     assert f"raw_checkpoint = \"{tuned}\"" in injected.source
+    assert 'amplitude-nb-run-' not in injected.source and f'the base weights of {base}' in injected.source
     assert m['timing']['checkpoints_seconds'] > 0
     assert any(line.startswith('checkpoint') and 'functional fidelity' in line for line in lines)
 
