@@ -42,6 +42,8 @@ def resolve_args(a: argparse.Namespace) -> argparse.Namespace:
     "`a` with section and profile names checked and every path argument absolute."
     from amplitude_nb.inputs import InputError, absolute
     try:
+        if getattr(a, 'sections', None) is not None and not ''.join(a.sections).strip(', '):
+            raise ValueError("--sections names no section; leave it out to run them all")
         if getattr(a, 'sections', None):
             a.sections = study.check_names(','.join(a.sections), study.SECTION_NAMES, 'section')
         for k in ('profile', 'sizes'):
@@ -97,7 +99,8 @@ def cmd_checkpoints(a, log):
 def cmd_info(a, log):
     from amplitude_nb.model import load_checkpoint, n_params
     from amplitude_nb.amplitudes import read_amplitude_file
-    p = a.path
+    from amplitude_nb.inputs import need
+    p = need(a.path, 'the path')
     if p.suffix == '.safetensors' and p.name != 'model.safetensors':
         amps, meta = read_amplitude_file(p)
         print(f"{p}: {meta}"); [print(f"  {n:40} {x.shape}") for n, x in amps.items()]
@@ -206,14 +209,15 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
-def count(least: int = 1):
-    "An argparse type: an integer of at least `least`."
+def count(least: int = 1, most: int = 2 ** 31 - 1):
+    "An argparse type: an integer from `least` to `most`."
     def parse(s: str) -> int:
         try: n = int(s)
         except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not an integer") from None
         if n < least: raise argparse.ArgumentTypeError(f"{n} is too small: it must be at least {least}")
+        if n > most: raise argparse.ArgumentTypeError(f"{n:,} is too large: it must be at most {most:,}")
         return n
-    parse.__name__ = f'integer >= {least}'
+    parse.__name__ = f'integer from {least} to {most}'
     return parse
 
 # %% ../nbs/90_cli.ipynb #839576bd
@@ -269,9 +273,9 @@ def parser() -> argparse.ArgumentParser:
                                 'or a model checkpoint (with --base)')
     s.add_argument('--base', default=None, metavar='PATH', help='fit the amplitudes of PATH − BASE on the spot')
     s.add_argument('-K', type=count(1), default=8, help='amplitudes per row when fitting (default: 8)')
-    s.add_argument('--n-boot', type=count(1), default=200, metavar='N',
+    s.add_argument('--n-boot', type=count(1, 100_000), default=200, metavar='N',
                    help='bootstrap draws for the intervals (default: 200)')
-    s.add_argument('--seed', type=int, default=0, help='seed of the bootstrap and of the fitted basis (default: 0)')
+    s.add_argument('--seed', type=count(0), default=0, help='seed of the bootstrap and of the fitted basis (default: 0)')
     s.add_argument('--json', action='store_true', help='JSON records only, on stdout')
     return p
 

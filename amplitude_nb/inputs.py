@@ -22,6 +22,7 @@ class InputError(ValueError):
 def absolute(path) -> Path | None:
     "`path` as an absolute path (`~` expanded, `..` folded, symlinks resolved; a pipe keeps its name); None stays None."
     if path is None: return None
+    if '\0' in os.fspath(path): raise InputError(f"{os.fspath(path)!r}: a path cannot contain a NUL byte")
     p = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
     r = p.resolve()
     return p if p.exists() and not r.exists() else r

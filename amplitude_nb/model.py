@@ -258,6 +258,8 @@ def load_checkpoint(path) -> GPT:
         elif not (path/'config.json').exists():
             raise CheckpointError(f"{path}: neither config.json nor ckpt.pt is in this directory")
     if path.is_file() and path.suffix in ('.pt', '.pth', '.ckpt'): return _load_nanogpt(path)
+    if not path.is_file() and not path.is_dir():
+        raise CheckpointError(f"{path}: is a pipe, socket or device, not a checkpoint")
     if path.is_file() and path.name not in ('config.json', 'model.safetensors', 'pytorch_model.bin'):
         raise CheckpointError(f"{path}: not a checkpoint (a checkpoint is a Hugging Face GPT-2 folder with config.json "
                               "and model.safetensors, or a nanoGPT .pt/.pth/.ckpt file)")
