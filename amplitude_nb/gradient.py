@@ -134,4 +134,5 @@ def seed_gradient(st: pd.DataFrame, low: float = CLASS_THRESHOLDS[0], high: floa
     finite = [x for x in rhos if not math.isnan(x)]
     return dict(seeds=per, matrices=mats, n_seeds=n, rises_seeds=rises,
                 rho_min=min(finite) if finite else math.nan, rho_max=max(finite) if finite else math.nan,
-                verdict=seed_verdict(rises, n, f'PR rises with depth (ρ > 0, p < {alpha})'))
+                verdict=seed_verdict(rises, n, f'PR rises with depth (ρ > 0, p < {alpha})') if finite else
+                f"the rise cannot be tested in any of {n} seeds ({per[0]['spearman_note'] if per else 'no seeds'})")

@@ -321,7 +321,7 @@ def _phase(name: str, t: float, note: str = '', *, log=print):
 
 def reproduce(profile='paper', out=None, sections=None, *, progress=True, html=True, log=print) -> Path:
     "The reference checkpoints of `profile` (built once), then every section notebook into `out` (reports/<profile>)."
-    from amplitude_nb.train import reference_checkpoints, profile_data, get_profile, resolve_precision, checkpoint_precision
+    from amplitude_nb.train import reference_checkpoints, profile_data, get_profile, checkpoint_precision, precision_note
     started = time.time()
     prof = get_profile(profile)
     out = check_out(out or Path('reports')/prof.name)
@@ -329,12 +329,7 @@ def reproduce(profile='paper', out=None, sections=None, *, progress=True, html=T
     log(f"reproduce --profile {prof.name} into {out}: corpus, tokenizer and checkpoints (cached after the first run), "
         f"then {len(sections)} section notebooks")
     asked = dict(base=prof.pretrain.precision, amplitudes=prof.amplitudes.precision)
-    trains = {k: resolve_precision(v) for k, v in asked.items()}                 # resolved once, recorded below
-    ref = study.COMMITTED_RUN
-    if set(trains.values()) != {ref['precision']}:
-        log(f"note: this run trains in {'/'.join(dict.fromkeys(trains.values()))} (profile precision "
-            f"{'/'.join(dict.fromkeys(asked.values()))}); the committed run ({ref['report']}) was trained in "
-            f"{ref['precision']}, so numbers from this run will differ from it in the last digits")
+    if (note := precision_note(prof)): log(note)                                 # once, before anything trains
     t = time.time(); data.default_corpus(); _phase('corpus', t, log=log)
     t = time.time(); corpus, tok, _ = profile_data(prof)
     _phase('tokenizer', t, f"vocabulary {tok.get_vocab_size():,}", log=log)

@@ -121,8 +121,7 @@ def seeds_md(s: dict) -> str:
               'PR min to max': f"{cell(r.get('PR_min'))} to {cell(r.get('PR_max'))}", 'sd': r.get('PR_sd'),
               'structured': r.get('seed_verdict')}
              for r in sorted(rows, key=lambda r: (str(r['matrix']).startswith('global'), matrix_order(str(r['matrix']))))]
-    return (f"\nAcross seeds ({s.get('seeds_note') or ''} The paper's verdicts above are the first seed's; a "
-            "verdict holds only where it holds in every seed):\n\n" + md_table(table))
+    return (f"\nAcross seeds: {s.get('seeds_note') or ''} The tables above are the first seed's.\n\n" + md_table(table))
 
 # %% ../nbs/21_report.ipynb #3253ea8e
 def render_gradient(metrics: dict) -> str:
@@ -188,15 +187,20 @@ def render_sft(metrics: dict) -> str:
     m, paper = metrics['sft'], _paper_sft()
     tm = V.section_timing(metrics, 'sft').get('arms') or {}
     pm = lambda a, s: cell(a) if s is None else f"{cell(a)} ± {cell(s)}"
-    rows = []
-    for k, a in (m.get('arms') or {}).items():
+    rows, arms = [], m.get('arms') or {}
+    full = V.full_gain(arms)
+    def efficiency(a):
+        if full is not None and not V.ratio_defined(*full) and a is not arms.get('full'):
+            return V.ratio_text(*(V.arm_gain(a) or (None, None)), *full)      # says 'undefined' and why
+        return pm(a.get('efficiency'), a.get('efficiency_std'))
+    for k, a in arms.items():
         n0, n1 = a.get('trainable_params'), a.get('trainable_end')
         n1 = round(n1) if isinstance(n1, float) else n1                     # a mean over seeds of a count
         share = None if n1 is None or not n0 else a.get('pct_params', 0) * n1 / n0
         rows.append({'arm': k, 'trainable (start → end)': _start_end(n0, n1),
                      '% params': _start_end(a.get('pct_params'), share), 'lr': _lr(a.get('lr')), 'L0': a.get('L0'),
                      'test loss': pm(a.get('test_loss_mean'), a.get('test_loss_std')),
-                     'efficiency': pm(a.get('efficiency'), a.get('efficiency_std')),
+                     'efficiency': efficiency(a),
                      'seconds': (tm.get(k) or {}).get('seconds'), 'paper': paper.get(k, '—')})
     head = f"{cell(m.get('steps'))} steps, batch {cell(m.get('batch_size'))}, seeds {m.get('seeds')}; test split.\n"
     return head + '\n' + md_table(rows)

@@ -653,9 +653,9 @@ def seed_tables(sets: list[dict], n_boot: int = 200, seed: int = 0, n_null: int 
     return pd.concat([t.assign(train_seed=s['seed']) for s, t in zip(sets, tabs)], ignore_index=True)
 
 def seed_verdict(n: int, of: int, what: str = 'structured') -> str:
-    "A verdict across `of` seeds that holds in `n`: 'structured in all 3 seeds', '… in 2 of 3 seeds', 'not … in any of 3 seeds'."
+    "A verdict across `of` seeds that holds in `n`: 'structured in all 3 seeds', '… in 2 of 3 seeds', '… in none of 3 seeds'."
     if n == of: return f"{what} in all {of} seeds"
-    return f"not {what} in any of {of} seeds" if n == 0 else f"{what} in {n} of {of} seeds"
+    return f"{what} in none of {of} seeds" if n == 0 else f"{what} in {n} of {of} seeds"
 
 def seed_summary(st: pd.DataFrame) -> pd.DataFrame:
     "Per matrix and global row: each seed's PR, min, max and sd across seeds, and in how many seeds it is structured."

@@ -19,10 +19,10 @@ from .amplitudes import FORMAT as AMP_FORMAT   # part of the cache key: a new fi
 from . import data, study
 
 # %% auto #0
-__all__ = ['PROFILES', 'PRECISIONS', 'TrainConfig', 'Profile', 'get_profile', 'bf16_native', 'resolve_precision', 'autocast',
-           'select_params', 'lr_at', 'make_optimizer', 'evaluate', 'train', 'lm_task', 'sft_task', 'profile_data',
-           'base_dir', 'base_checkpoint', 'sft_splits', 'amplitude_dir', 'amplitude_checkpoint',
-           'reference_checkpoints', 'checkpoint_precision']
+__all__ = ['PROFILES', 'PRECISIONS', 'TrainConfig', 'Profile', 'get_profile', 'bf16_native', 'resolve_precision',
+           'precision_note', 'autocast', 'select_params', 'lr_at', 'make_optimizer', 'evaluate', 'train', 'lm_task',
+           'sft_task', 'profile_data', 'base_dir', 'base_checkpoint', 'sft_splits', 'amplitude_dir',
+           'amplitude_checkpoint', 'reference_checkpoints', 'checkpoint_precision']
 
 # %% ../nbs/03_train.ipynb #712f580b
 @dataclass(frozen=True)
@@ -84,6 +84,20 @@ def resolve_precision(precision: str = 'auto') -> str:
     if not _noted:
         _noted.append(print("precision 'auto': no native bf16 matrix instructions on this CPU; training in fp32"))
     return 'fp32'
+
+def precision_note(profile, native: bool | None = None) -> str | None:
+    """The one line a run prints up front when it will train in another precision than the committed run
+    (`study.COMMITTED_RUN`): its numbers then differ from that run's in the last digits. None when they match.
+    `native`: whether this CPU has native bf16 (default: ask it)."""
+    prof = get_profile(profile)
+    tcs = [prof.pretrain.precision, prof.amplitudes.precision]
+    native = bf16_native() if native is None else native
+    trains = list(dict.fromkeys(('bf16' if native else 'fp32') if p == 'auto' else p for p in tcs))
+    ref = study.COMMITTED_RUN
+    if trains == [ref['precision']]: return None
+    why = ' (no native bf16 on this CPU)' if 'auto' in tcs and not native else ''
+    return (f"note: this run trains in {'/'.join(trains)}{why}; the committed run ({ref['report']}) was trained in "
+            f"{ref['precision']}, so numbers from this run will differ from it in the last digits")
 
 def autocast(precision: str = 'auto'):
     "The context a training step's forward pass and loss run in: bf16 autocast on the CPU, or none (fp32)."

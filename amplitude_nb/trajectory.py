@@ -13,8 +13,8 @@ from .structure import check_amplitudes, centred, null_spectrum, read_seed_files
 from . import verdicts
 
 # %% auto #0
-__all__ = ['DEFINITIONS', 'row_corr', 'top_subspace', 'subspace_overlap', 'pair_stats', 'trajectory_null', 'trajectory_table',
-           'trajectory_verdict', 'trajectory_metrics']
+__all__ = ['FULL_AGREEMENT', 'DEFINITIONS', 'row_corr', 'top_subspace', 'subspace_overlap', 'pair_stats', 'trajectory_null',
+           'trajectory_table', 'trajectory_verdict', 'trajectory_metrics']
 
 # %% ../nbs/16_trajectory.ipynb #d77c6c85
 def row_corr(A, B) -> float:
@@ -83,6 +83,8 @@ def trajectory_table(sets: list[dict], k: int = 3, n_null: int = 200, seed: int 
     return pd.DataFrame(rec)
 
 # %% ../nbs/16_trajectory.ipynb #37e3a96e
+FULL_AGREEMENT = 0.9   # a row-wise correlation from which two seeds count as giving the same amplitudes
+
 def _span(xs) -> str:
     xs = [x for x in xs if not pd.isna(x)]
     if not xs: return '—'
@@ -99,9 +101,13 @@ def trajectory_verdict(table: pd.DataFrame, k: int = 3, corpus_r2: float | None 
             f"{verdicts.sig(table.seed_corr_null_high.max())}; top-{k} subspace overlap {_span(table.subspace_overlap)} "
             f"against at most {verdicts.sig(table.overlap_null_high.max())}")
     head = f"Across {n} seeds (one base, one set of bases, different batch orders; {nums}): "
+    low = float(table.seed_corr.min())
+    rest = (f" The agreement is partial (row-wise correlation as low as {verdicts.sig(low)}): the remainder varies "
+            "with the batch order, and only that remainder could carry trajectory information." if low < FULL_AGREEMENT
+            else " What they encode is not trajectory information.")
     body = {'reproducible': (f"in all {m} matrices the amplitudes agree beyond independent amplitudes: they are "
-                             "reproducible across training trajectories, so they are set by the base and the data, "
-                             "and what they encode is not trajectory information."),
+                             "reproducible across training trajectories, so their common part is set by the base and "
+                             "the data." + rest),
             'not reproducible': (f"in none of the {m} matrices do the amplitudes agree beyond independent amplitudes: "
                                  "each trajectory gives its own. That is what trajectory information would look like, "
                                  "and also what noise looks like; §1 says whether they are structured at all."),

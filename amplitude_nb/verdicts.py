@@ -10,11 +10,12 @@ import math
 __all__ = ['STRUCTURE_WORDS', 'STRUCTURE_LABELS', 'NOT_TESTED', 'KURTOSIS_HUNDREDS', 'KURTOSIS_HEAVY', 'MODEST_GAIN',
            'CHANCE_FACTOR', 'ASSESSMENTS', 'SECTION_CLAIMS', 'compare_intervals', 'structured', 'structure_verdict',
            'p_uncertainty', 'p_verdict', 'p_label', 'threshold_verdict', 'sig', 'ci_text', 'pr_outside', 'pr_text',
-           'signed', 'pct', 'null_interval', 'structure_label', 'null_text', 'structure_globals', 'paper_global',
-           'seed_counts', 'seeds_sentence', 'structure_summary', 'assess_global_pr', 'assess_crystallizable',
-           'assess_kurtosis', 'assess_depth', 'assess_alignment', 'assess_corpus_r2', 'section_timing', 'assess_c_proj',
-           'assess_freeze', 'assess_compression', 'compression_gap', 'fit_rows', 'fit_label', 'fit_summary',
-           'assess_trajectory', 'assess', 'supported', 'recipe_verdicts', 'section_verdict']
+           'signed', 'pct', 'ratio_defined', 'ratio_se', 'ratio_text', 'null_interval', 'structure_label', 'null_text',
+           'structure_globals', 'paper_global', 'seed_counts', 'seeds_sentence', 'structure_summary',
+           'assess_global_pr', 'assess_crystallizable', 'assess_kurtosis', 'assess_depth', 'assess_alignment',
+           'assess_corpus_r2', 'section_timing', 'arm_gain', 'full_gain', 'assess_c_proj', 'assess_freeze',
+           'assess_compression', 'compression_gap', 'fit_rows', 'fit_label', 'fit_summary', 'assess_trajectory',
+           'assess', 'supported', 'recipe_verdicts', 'section_verdict']
 
 # %% ../nbs/06_verdicts.ipynb #7d1e0a21
 from collections import Counter
@@ -107,6 +108,27 @@ def signed(x, digits: int = 3) -> str:
 def pct(x):
     "A share as a percentage (None stays None)."
     return None if _missing(x) else 100 * x
+
+# %% ../nbs/06_verdicts.ipynb #60689950
+def ratio_defined(den, den_se, k: float = 2.0) -> bool:
+    "Whether a ratio's denominator `den` lies more than `k` standard errors `den_se` from zero."
+    if _missing(den): return False
+    return abs(den) > k * (0.0 if _missing(den_se) else den_se)
+
+def ratio_se(num, num_se, den, den_se) -> float:
+    "First-order standard error of num/den for independent num and den: √(se_n² + r² se_d²) / |den|."
+    r = num / den
+    return math.sqrt((num_se or 0.0) ** 2 + r * r * (den_se or 0.0) ** 2) / abs(den)
+
+def ratio_text(num, num_se, den, den_se, digits: int = 3, percent: bool = False) -> str:
+    "'r ± se' (or 'r% ± se%'), or 'undefined (…)' when the denominator is within two standard errors of zero."
+    if _missing(num) or _missing(den): return '—'
+    if not ratio_defined(den, den_se):
+        return f"undefined (denominator {sig(den, digits)} ± {sig(den_se, digits)}, within two standard errors of 0)"
+    r, se = num / den, ratio_se(num, num_se, den, den_se)
+    f = 100.0 if percent else 1.0
+    unit = '%' if percent else ''
+    return f"{sig(r * f, digits)}{unit} ± {sig(se * f, digits)}{unit}"
 
 # %% ../nbs/06_verdicts.ipynb #4f2a9b61
 STRUCTURE_LABELS = {'below': 'structured', 'overlap': 'indistinguishable from noise',
@@ -234,7 +256,8 @@ def assess_crystallizable(m: dict) -> dict:
         sentence += (" Across seeds, PR below " + str(low) + ": "
                      + ', '.join(f"{matrix_label(f)} in {'all ' + str(n) if c == n else f'{c} of {n}'} seeds" for f, c in counts.items()) + '.')
         if max(counts.values()) < n: label = 'marginal'            # no matrix crystallizable in every seed
-        ours += f"; below {low} in {max(counts.values())} of {n} seeds"
+        best = max(counts.values())
+        ours += f"; below {low} in {'all ' + str(n) if best == n else f'{best} of {n}'} seeds"
     return dict(label=label, ours=ours, sentence=sentence)
 
 def assess_kurtosis(m: dict) -> dict:
@@ -314,10 +337,25 @@ def section_timing(m: dict, name: str) -> dict:
     t = m.get('timing') or {}
     return next((x for x in ((t.get('sections') or {}).get(name), t.get(name)) if isinstance(x, dict)), {})
 
+def arm_gain(a: dict, L0=None) -> tuple | None:
+    "(test-loss gain L0 − mean loss, its standard error sd/√n) of an SFT arm; None when not recorded."
+    L0 = a.get('L0') if L0 is None else L0
+    if _missing(L0) or _missing(a.get('test_loss_mean')): return None
+    n, sd = a.get('n_seeds') or 1, a.get('test_loss_std')
+    return (L0 - a['test_loss_mean'], 0.0 if _missing(sd) else sd / math.sqrt(n))
+
+def full_gain(arms: dict) -> tuple | None:
+    "The full arm's (gain, standard error): the denominator of every efficiency."
+    return arm_gain(arms['full']) if 'full' in arms else None
+
 def assess_c_proj(m: dict) -> dict:
     "Claim `c_proj`: the paper's 35.4% within two seed standard deviations of our c_proj efficiency."
-    c = ((_section(m, 'sft') or {}).get('arms') or {}).get('c_proj')
+    arms = (_section(m, 'sft') or {}).get('arms') or {}
+    c = arms.get('c_proj')
     if not c or _missing(c.get('efficiency')): return NOT_TESTED
+    if (g := full_gain(arms)) is not None and not ratio_defined(*g):
+        return dict(NOT_TESTED, ours='efficiency undefined', sentence=f"Efficiency is undefined: full SFT's test-loss gain "
+                    f"{sig(g[0])} ± {sig(g[1])} is within two standard errors of zero.")
     P, e, sd = PAPER['sft']['efficiency'], c['efficiency'], c.get('efficiency_std')
     half = 0 if _missing(sd) else 2 * sd
     label = 'yes' if e - half <= P <= e + half else 'no'
