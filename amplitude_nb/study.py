@@ -144,14 +144,16 @@ PROFILES = {p.name: p for p in (
                 amplitudes=dict(steps=100, batch_size=16, lr=1e-2, warmup=10, eval_every=50, eval_batches=8),
                 sections=dict(structure=dict(n_boot=500), gradient=dict(n_boot=500), corpus=dict(n_perm=100),
                               sft=dict(steps=50, seeds=[0, 1, 2]),
-                              recipe=dict(steps=50, long_factor=4, n_boot=200, n_null=200, n_track=5, full_lr=1e-3))),
+                              recipe=dict(steps=50, long_factor=4, n_boot=200, n_null=200, n_track=5, full_lr=1e-3),
+                              trajectory=dict(n_null=500))),
     ProfileSpec('paper', "the paper's size: 8 layers of width 256, vocabulary 15,000, 10.2M parameters",
                 model=dict(vocab_size=15000, n_ctx=256, n_embd=256, n_layer=8, n_head=8),
                 pretrain=dict(steps=820, batch_size=16, lr=1.5e-3, warmup=80, eval_every=205, eval_batches=8),
                 amplitudes=dict(steps=150, batch_size=16, lr=1e-2, warmup=15, eval_every=50, eval_batches=8),
                 sections=dict(structure=dict(n_boot=1000), gradient=dict(n_boot=1000), corpus=dict(n_perm=200),
                               sft=dict(steps=50, seeds=[0, 1, 2]),
-                              recipe=dict(steps=50, long_factor=4, n_boot=200, n_null=200, n_track=5, full_lr=3e-4))),
+                              recipe=dict(steps=50, long_factor=4, n_boot=200, n_null=200, n_track=5, full_lr=3e-4),
+                              trajectory=dict(n_null=1000))),
 )}
 PROFILE_NAMES = tuple(PROFILES)
 COMMITTED_RUN = dict(report='reports/paper', profile='paper', precision='bf16')   # the run the repository ships
