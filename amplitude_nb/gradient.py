@@ -10,12 +10,13 @@ import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from scipy import stats
 from .study import CLASS_THRESHOLDS, CLASSES, KIND_ORDER, PAPER, parse_matrix
+from .study import matrix_label
 from .structure import (structure_table, matrix_rows, interval_bars, classify, check_thresholds,
-                                    plot_theme, save_figures)
+                                    plot_theme, save_figures, seed_verdict, seed_tables, read_seed_files, SEEDS_SKIPPED)
 
 # %% auto #0
 __all__ = ['SCHEDULE_FORMAT', 'free_params_per_row', 'layer_gradient', 'spearman_by_kind', 'freeze_schedule', 'write_schedule',
-           'read_schedule', 'plot_gradient']
+           'read_schedule', 'plot_gradient', 'seed_gradient']
 
 # %% ../nbs/11_gradient.ipynb #5bad0d6f
 def free_params_per_row(pr, K: int, low: float = CLASS_THRESHOLDS[0], high: float = CLASS_THRESHOLDS[1]) -> int | None:
@@ -110,3 +111,28 @@ def plot_gradient(table: pd.DataFrame, low: float = CLASS_THRESHOLDS[0], high: f
     ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/11_gradient.ipynb #f4eb01fb
+def seed_gradient(st: pd.DataFrame, low: float = CLASS_THRESHOLDS[0], high: float = CLASS_THRESHOLDS[1],
+                  alpha: float = 0.05) -> dict:
+    "Per seed ρ(PR, depth) and classes; per matrix its class in every seed; how many seeds show PR rising with depth."
+    per, classes = [], {}
+    for s, g in st.groupby('train_seed', sort=False):
+        t = g.drop(columns='train_seed')
+        a = spearman_by_kind(t).set_index('kind').loc['all']
+        per.append(dict(seed=int(s), spearman_rho=a.rho, spearman_p=a.p_value, spearman_note=a.note))
+        lg = layer_gradient(t, low, high)
+        for m, c in zip(lg.matrix, lg['class']): classes.setdefault(m, []).append(c)
+    n = len(per)
+    rises = sum(bool(r['spearman_rho'] > 0 and r['spearman_p'] < alpha) for r in per)
+    mats = []
+    for m, cs in classes.items():
+        top = max(dict.fromkeys(cs), key=cs.count)                  # the most frequent class (first on ties)
+        mats.append(dict(matrix=m, label=matrix_label(m), classes=cs, agree=len(set(cs)) == 1,
+                         class_verdict=seed_verdict(cs.count(top), n, str(top))))
+    rhos = [r['spearman_rho'] for r in per]
+    finite = [x for x in rhos if not math.isnan(x)]
+    return dict(seeds=per, matrices=mats, n_seeds=n, rises_seeds=rises,
+                rho_min=min(finite) if finite else math.nan, rho_max=max(finite) if finite else math.nan,
+                verdict=seed_verdict(rises, n, f'PR rises with depth (ρ > 0, p < {alpha})') if finite else
+                f"the rise cannot be tested in any of {n} seeds ({per[0]['spearman_note'] if per else 'no seeds'})")

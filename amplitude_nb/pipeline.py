@@ -13,10 +13,10 @@ from .results import collect_metrics, to_jsonable
 from .inputs import is_run_folder, mark_run_folder
 
 # %% auto #0
-__all__ = ['KERNEL', 'OFFLINE_TEMPLATE', 'notebook_dir', 'skipped_sections', 'section_params', 'clean_dead_temp', 'kernel_spec',
-           'kernel_manager_class', 'kill_kernels', 'without_slow_cells', 'RunError', 'execute', 'mathml',
-           'offline_exporter', 'final_paths', 'to_html', 'network_loads', 'RunFolderError', 'check_out',
-           'remove_run_folder', 'clean_stale', 'run_sections', 'base_info', 'reproduce', 'find_tokenizer',
+__all__ = ['AMPLITUDE_SECTIONS', 'KERNEL', 'OFFLINE_TEMPLATE', 'notebook_dir', 'skipped_sections', 'section_params',
+           'clean_dead_temp', 'kernel_spec', 'kernel_manager_class', 'kill_kernels', 'without_slow_cells', 'RunError',
+           'execute', 'mathml', 'offline_exporter', 'final_paths', 'to_html', 'network_loads', 'RunFolderError',
+           'check_out', 'remove_run_folder', 'clean_stale', 'run_sections', 'base_info', 'reproduce', 'find_tokenizer',
            'choose_tokenizer', 'heldout_losses', 'Prepared', 'prepare_checkpoint', 'run']
 
 # %% ../nbs/20_pipeline.ipynb #7835d46e
@@ -39,12 +39,19 @@ def skipped_sections(have: dict, skip: dict | None = None) -> dict:
     return out
 
 # %% ../nbs/20_pipeline.ipynb #08705cc2
+AMPLITUDE_SECTIONS = ('structure', 'gradient', 'trajectory')   # sections that read amplitude files, not the checkpoint
+
 def section_params(section: str, checkpoint, out_dir, *, sizes='paper', corpus=None, sft=None, seed=0,
-                   schedule_path=None, raw_checkpoint=None) -> dict:
-    "The papermill parameters of `section` for one run; `sizes`: the profile whose statistics sizes to use."
+                   schedule_path=None, raw_checkpoint=None, seed_amplitudes=None) -> dict:
+    """The papermill parameters of `section` for one run; `sizes`: the profile whose statistics sizes to use.
+    `seed_amplitudes`: every seed's amplitude checkpoint (folders or files, the first `checkpoint`'s), handed to the
+    amplitude sections as `seed_amplitudes_paths`; None (one amplitude set) leaves them to say why they skip seeds."""
     p = dict(out_dir=str(out_dir), seed=seed)
-    if section in ('structure', 'gradient'): p['amplitudes_path'] = str(Path(checkpoint)/'amplitudes.safetensors')
+    amp_file = lambda d: str(Path(d)/'amplitudes.safetensors' if Path(d).suffix != '.safetensors' else Path(d))
+    if section in AMPLITUDE_SECTIONS: p['amplitudes_path'] = amp_file(checkpoint)
     else: p['checkpoint'] = str(checkpoint)
+    if seed_amplitudes is not None and section in AMPLITUDE_SECTIONS:
+        p['seed_amplitudes_paths'] = [amp_file(d) for d in seed_amplitudes]
     if corpus is not None and section in ('corpus', 'sft', 'recipe'): p['corpus'] = str(corpus)
     if sft is not None and section in ('corpus', 'sft', 'compression', 'recipe'): p['sft_path'] = str(sft)
     if section == 'sft' and schedule_path is not None: p['schedule_path'] = str(schedule_path)
@@ -287,7 +294,7 @@ def _write_report(run_dir: Path, metrics: dict) -> list[Path]:
 def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict | None = None, sections=None,
                  sizes='paper', corpus=None, sft=None, seed=0, raw_checkpoint=None, extra: dict | None = None,
                  files: dict | None = None, timing: dict | None = None, started=None, progress=True, html=True,
-                 aliases: dict | None = None, log=print) -> Path:
+                 aliases: dict | None = None, log=print, seed_amplitudes=None) -> Path:
     "Execute the section notebooks on `checkpoint` into the run folder `out` (atomically); returns `out`."
     started = time.time() if started is None else started
     out = check_out(out); out.parent.mkdir(parents=True, exist_ok=True)
@@ -311,7 +318,8 @@ def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict |
                 nb = nbs/study.section(s).notebook
                 schedule = tmp/'freeze_schedule.json' if 'gradient' in todo[:todo.index(s)] else None
                 params = section_params(s, checkpoint, tmp, sizes=sizes, corpus=corpus, sft=sft, seed=seed,
-                                        schedule_path=schedule, raw_checkpoint=raw_checkpoint)
+                                        schedule_path=schedule, raw_checkpoint=raw_checkpoint,
+                                        seed_amplitudes=seed_amplitudes)
                 seconds[s] = execute(nb, tmp/nb.name, params, progress=progress, log=log, skip_slow=sizes == 'smoke',
                                      scratch=scratch)
                 final_paths(tmp/nb.name, tmp, out, aliases)
@@ -358,25 +366,30 @@ def _phase(name: str, t: float, note: str = '', *, log=print):
 
 def reproduce(profile='paper', out=None, sections=None, *, progress=True, html=True, log=print) -> Path:
     "The reference checkpoints of `profile` (built once), then every section notebook into `out` (reports/<profile>)."
-    from amplitude_nb.train import reference_checkpoints, profile_data, get_profile
+    from amplitude_nb.train import reference_checkpoints, profile_data, get_profile, checkpoint_precision, precision_note
     started = time.time()
     prof = get_profile(profile)
     out = check_out(out or Path('reports')/prof.name)
     sections = study.check_names(sections or list(study.SECTION_NAMES), study.SECTION_NAMES, 'section')
     log(f"reproduce --profile {prof.name} into {out}: corpus, tokenizer and checkpoints (cached after the first run), "
         f"then {len(sections)} section notebooks")
+    asked = dict(base=prof.pretrain.precision, amplitudes=prof.amplitudes.precision)
+    if (note := precision_note(prof)): log(note)                                 # once, before anything trains
     t = time.time(); data.default_corpus(); _phase('corpus', t, log=log)
     t = time.time(); corpus, tok, _ = profile_data(prof)
     _phase('tokenizer', t, f"vocabulary {tok.get_vocab_size():,}", log=log)
-    t = time.time(); refs = reference_checkpoints(prof, progress)
-    built = any((d/'provenance.json').stat().st_mtime >= t for d in refs.values())
+    t = time.time(); refs = reference_checkpoints(prof, progress, with_seeds=True)
+    dirs = [refs['base'], *refs['amplitudes_seeds']]
+    built = any((d/'provenance.json').stat().st_mtime >= t for d in dirs)
     _phase('checkpoints', t, refs['amplitudes'].name + ('' if built else ', cached'), log=log)
     info = dict(profile=prof.name, checkpoint=refs['amplitudes'].name, base=refs['base'].name, corpus=corpus.source,
-                corpus_sha256=corpus.sha256, seed=prof.seed, package_version=amplitude_nb.__version__,
-                **base_info(refs['base']))
+                corpus_sha256=corpus.sha256, seed=prof.seed, seeds=list(prof.seeds),
+                precision=dict(base=checkpoint_precision(refs['base']), amplitudes=checkpoint_precision(refs['amplitudes']),
+                               amplitudes_seeds=[checkpoint_precision(d) for d in refs['amplitudes_seeds']], asked=asked),
+                package_version=amplitude_nb.__version__, **base_info(refs['base']))
     return run_sections(refs['amplitudes'], out, info, sections=sections, sizes=prof.name, seed=prof.seed,
                         timing=dict(checkpoints_seconds=time.time() - t if built else 0), started=started,
-                        progress=progress, html=html, log=log)
+                        progress=progress, html=html, log=log, seed_amplitudes=refs['amplitudes_seeds'])
 
 # %% ../nbs/20_pipeline.ipynb #5ca2bd87
 def find_tokenizer(d: Path):

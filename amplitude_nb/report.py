@@ -11,11 +11,11 @@ from .study import PAPER, CLAIMS, SECTIONS, PROFILES, SECTION_NAMES, matrix_labe
 
 # %% auto #0
 __all__ = ['HEADERS', 'SCALES', 'STRUCTURE_FIELDS', 'MAX_TRAJECTORY_ROWS', 'RENDERERS', 'CSS', 'cell', 'md_table', 'header',
-           'scaled', 'record_table', 'table_notes', 'paper_layers', 'render_structure', 'render_gradient',
-           'render_corpus', 'render_sft', 'render_compression', 'recipe_row', 'render_recipe', 'recipe_list',
-           'render_generic', 'section_md', 'banner', 'run_line', 'fit_md', 'headline', 'headline_md', 'duration',
-           'timing_line', 'write_report', 'write_html', 'compare_runs', 'write_rebuild', 'timing_extras',
-           'study_paragraph', 'update_readme']
+           'scaled', 'record_table', 'table_notes', 'paper_layers', 'render_structure', 'seeds_md', 'render_gradient',
+           'seed_gradient_md', 'render_corpus', 'render_sft', 'render_compression', 'recipe_row', 'render_recipe',
+           'recipe_list', 'render_trajectory', 'render_generic', 'section_md', 'banner', 'precision_text', 'run_line',
+           'fit_md', 'headline', 'headline_md', 'duration', 'timing_line', 'write_report', 'write_html', 'compare_runs',
+           'write_rebuild', 'timing_extras', 'study_paragraph', 'update_readme']
 
 # %% ../nbs/21_report.ipynb #e809ebbd
 def cell(x) -> str:
@@ -109,8 +109,19 @@ def render_structure(metrics: dict) -> str:
     out += ["\nThe paper's per-layer table (— where our model has no such matrix):\n", md_table(paper_layers(s)),
             "\nEvery matrix (PR with its 95% bootstrap interval; noise: the PR of an isotropic update seen through "
             "the same basis, with its interval):\n", record_table(s.get('matrices', [])),
-            table_notes(gl + s.get('matrices', []))]
+            table_notes(gl + s.get('matrices', [])), seeds_md(s)]
     return '\n'.join(out)
+
+def seeds_md(s: dict) -> str:
+    "§1 across seeds: each matrix's and global row's PR in every seed, its spread, and in how many seeds it is structured."
+    rows = s.get('seed_summary') or []
+    if not rows: return f"\n_{s['seeds_note']}_\n" if s.get('seeds_note') else ''
+    seeds = [k for k in rows[0] if k.startswith('PR_seed')]
+    table = [{'matrix': matrix_label(str(r['matrix'])), **{f"PR seed {k.removeprefix('PR_seed')}": r.get(k) for k in seeds},
+              'PR min to max': f"{cell(r.get('PR_min'))} to {cell(r.get('PR_max'))}", 'sd': r.get('PR_sd'),
+              'structured': r.get('seed_verdict')}
+             for r in sorted(rows, key=lambda r: (str(r['matrix']).startswith('global'), matrix_order(str(r['matrix']))))]
+    return (f"\nAcross seeds: {s.get('seeds_note') or ''} The tables above are the first seed's.\n\n" + md_table(table))
 
 # %% ../nbs/21_report.ipynb #3253ea8e
 def render_gradient(metrics: dict) -> str:
@@ -123,7 +134,19 @@ def render_gradient(metrics: dict) -> str:
         "compressible between.\n",
         record_table(g.get('matrices', []), hide=('rows',)),
         "\nClass counts: " + ', '.join(f"{k} {v}" for k, v in sorted(counts.items(), key=str)) + '.\n',
-        "\nSpearman ρ(PR, depth):\n", md_table([{header(k): v for k, v in r.items()} for r in g.get('spearman', [])])])
+        "\nSpearman ρ(PR, depth):\n", md_table([{header(k): v for k, v in r.items()} for r in g.get('spearman', [])]),
+        seed_gradient_md(g)])
+
+def seed_gradient_md(g: dict) -> str:
+    "§2 across seeds: ρ(PR, depth) per seed, and the matrices whose class is not the same in every seed."
+    sg = g.get('seed_gradient') or {}
+    if not sg.get('seeds'): return f"\n_{sg['note']}_\n" if sg.get('note') else ''
+    moved = [dict(matrix=r['label'], classes=', '.join(map(str, r['classes'])), verdict=r['class_verdict'])
+             for r in sg.get('matrices', []) if not r.get('agree')]
+    return ('\n'.join([f"\nAcross seeds: {sg.get('verdict')}.\n",
+                       md_table([{'seed': r['seed'], 'ρ': r['spearman_rho'], 'p': r['spearman_p']} for r in sg['seeds']])])
+            + ("\nMatrices whose class differs between seeds:\n\n" + md_table(moved) if moved else
+               "\nEvery matrix has the same class in every seed.\n"))
 
 # %% ../nbs/21_report.ipynb #abcb88f2
 def render_corpus(metrics: dict) -> str:
@@ -164,15 +187,20 @@ def render_sft(metrics: dict) -> str:
     m, paper = metrics['sft'], _paper_sft()
     tm = V.section_timing(metrics, 'sft').get('arms') or {}
     pm = lambda a, s: cell(a) if s is None else f"{cell(a)} ± {cell(s)}"
-    rows = []
-    for k, a in (m.get('arms') or {}).items():
+    rows, arms = [], m.get('arms') or {}
+    full = V.full_gain(arms)
+    def efficiency(a):
+        if full is not None and not V.ratio_defined(*full) and a is not arms.get('full'):
+            return V.ratio_text(*(V.arm_gain(a) or (None, None)), *full)      # says 'undefined' and why
+        return pm(a.get('efficiency'), a.get('efficiency_std'))
+    for k, a in arms.items():
         n0, n1 = a.get('trainable_params'), a.get('trainable_end')
         n1 = round(n1) if isinstance(n1, float) else n1                     # a mean over seeds of a count
         share = None if n1 is None or not n0 else a.get('pct_params', 0) * n1 / n0
         rows.append({'arm': k, 'trainable (start → end)': _start_end(n0, n1),
                      '% params': _start_end(a.get('pct_params'), share), 'lr': _lr(a.get('lr')), 'L0': a.get('L0'),
                      'test loss': pm(a.get('test_loss_mean'), a.get('test_loss_std')),
-                     'efficiency': pm(a.get('efficiency'), a.get('efficiency_std')),
+                     'efficiency': efficiency(a),
                      'seconds': (tm.get(k) or {}).get('seconds'), 'paper': paper.get(k, '—')})
     head = f"{cell(m.get('steps'))} steps, batch {cell(m.get('batch_size'))}, seeds {m.get('seeds')}; test split.\n"
     return head + '\n' + md_table(rows)
@@ -238,6 +266,17 @@ def recipe_list(v: dict) -> str:
     "§6's verdicts as a list: each claim of the paper, in italics, and the recipe section's sentence."
     return ''.join(f"- _{CLAIMS.get(k, k)}_: {s}\n" for k, s in v.items())
 
+# %% ../nbs/21_report.ipynb #e2d4c563
+def render_trajectory(metrics: dict) -> str:
+    t = metrics['trajectory']
+    if not t.get('matrices'): return f"_{t.get('verdict') or 'not tested'}._\n"
+    rows = [{'matrix': matrix_label(str(r['matrix'])), 'seed corr': r['seed_corr'], 'null 95th pct': r['seed_corr_null_high'],
+             f"top-{t.get('k')} overlap": r['subspace_overlap'], 'null 95th pct ': r['overlap_null_high'],
+             'verdict': r.get('verdict')} for r in sorted(t['matrices'], key=lambda r: matrix_order(str(r['matrix'])))]
+    r2 = '' if t.get('corpus_r2') is None else f" §3's out-of-fold R²: {cell(t['corpus_r2'])}."
+    return (f"Seeds {', '.join(map(str, t.get('seeds') or []))} of one base and one set of bases.{r2}\n\n" + md_table(rows)
+            + f"\n_{t.get('definitions', '')}_\n")
+
 # %% ../nbs/21_report.ipynb #2ee07f7b
 def render_generic(name: str, m: dict) -> str:
     "Fallback: every list of records as a table, every scalar as a line."
@@ -250,7 +289,7 @@ def render_generic(name: str, m: dict) -> str:
     return '\n'.join(out) + '\n'
 
 RENDERERS = dict(structure=render_structure, gradient=render_gradient, corpus=render_corpus, sft=render_sft,
-                 compression=render_compression, recipe=render_recipe)
+                 compression=render_compression, recipe=render_recipe, trajectory=render_trajectory)
 
 # %% ../nbs/21_report.ipynb #3d4e5f60
 def _figures(run_dir, prefix: str) -> str:
@@ -282,6 +321,15 @@ def banner(metrics: dict) -> str:
 def _corpus_ran(metrics: dict) -> bool:
     return 'corpus' in metrics and 'corpus' not in ((metrics.get('run') or {}).get('skipped') or {})
 
+def precision_text(p) -> str:
+    "'trained in bf16 (base and amplitudes)' or one precision each, from `run.precision`; '' when not recorded."
+    if not p: return ''
+    if isinstance(p, str): return f"trained in {p}"
+    b, a = p.get('base'), p.get('amplitudes')
+    seeds = set(p.get('amplitudes_seeds') or [a]) - {None}
+    if b and b == a and seeds <= {a}: return f"trained in {b} (base and amplitudes)"
+    return f"base trained in {b or 'an unrecorded precision'}, amplitudes in {'/'.join(sorted(seeds | ({a} - {None}))) or 'an unrecorded precision'}"
+
 def run_line(metrics: dict) -> str:
     "What was run: profile ('run' for a user's checkpoint), checkpoint, base, corpus hash (if §3 ran), seed, version."
     # the banner already describes a smoke or quick profile
@@ -297,6 +345,8 @@ def run_line(metrics: dict) -> str:
     sha = (metrics.get('corpus') or {}).get('corpus_sha256') or run.get('corpus_sha256')
     if _corpus_ran(metrics) and sha: parts.append(f"corpus SHA-256 `{str(sha)[:16]}…`")
     if run.get('seed') is not None: parts.append(f"seed {run['seed']}")
+    if run.get('seeds'): parts.append(f"amplitudes trained with seeds {', '.join(map(str, run['seeds']))}")
+    if (pt := precision_text(run.get('precision'))): parts.append(pt)
     if run.get('package_version'): parts.append(f"amplitude-nb {run['package_version']}")
     return ', '.join(parts) + '.\n'
 

@@ -19,15 +19,16 @@ from . import verdicts
 
 # %% auto #0
 __all__ = ['METRICS', 'SPECTRA', 'CI_METHODS', 'NULL_HOW', 'ID_COLUMNS', 'PR_COLUMNS', 'COLUMNS', 'PAPER_GLOBAL_MATRIX',
-           'check_amplitudes', 'centred', 'amplitude_covariance', 'spectrum', 'participation_ratio', 'pc1_fraction',
-           'k_for', 'max_abs_corr', 'excess_kurtosis', 'effective_rank', 'fmt_sig', 'fmt_pct', 'fmt_int', 'Metric',
-           'metric_values', 'pr_of_cov', 'gaussian_corrected_pr', 'pr_estimate', 'corrected_pr', 'population_pr',
-           'simulate_rows', 'bias_study', 'bootstrap_pr', 'pr_interval', 'coverage_study', 'null_spectrum', 'null_pr',
-           'pr_inference', 'matrix_metrics', 'GlobalGroups', 'group_label', 'is_global', 'global_groups', 'null_note',
-           'structure_table', 'matrix_rows', 'global_rows', 'plot_theme', 'spectrum_table', 'plot_scree',
-           'interval_bars', 'paper_values', 'plot_pr', 'column_correlation', 'plot_corr_extremes', 'save_figures',
-           'compare_with_paper', 'check_thresholds', 'classify', 'amplitude_file', 'structure_records', 'format_rows',
-           'format_structure', 'structure_report', 'structure_metrics']
+           'SEEDS_SKIPPED', 'check_amplitudes', 'centred', 'amplitude_covariance', 'spectrum', 'participation_ratio',
+           'pc1_fraction', 'k_for', 'max_abs_corr', 'excess_kurtosis', 'effective_rank', 'fmt_sig', 'fmt_pct',
+           'fmt_int', 'Metric', 'metric_values', 'pr_of_cov', 'gaussian_corrected_pr', 'pr_estimate', 'corrected_pr',
+           'population_pr', 'simulate_rows', 'bias_study', 'bootstrap_pr', 'pr_interval', 'coverage_study',
+           'null_spectrum', 'null_pr', 'pr_inference', 'matrix_metrics', 'GlobalGroups', 'group_label', 'is_global',
+           'global_groups', 'null_note', 'structure_table', 'matrix_rows', 'global_rows', 'plot_theme',
+           'spectrum_table', 'plot_scree', 'interval_bars', 'paper_values', 'plot_pr', 'column_correlation',
+           'plot_corr_extremes', 'save_figures', 'compare_with_paper', 'check_thresholds', 'classify', 'amplitude_file',
+           'structure_records', 'format_rows', 'format_structure', 'structure_report', 'seed_of', 'read_seed_files',
+           'seed_tables', 'seed_verdict', 'seed_summary', 'seed_metrics', 'structure_metrics']
 
 # %% ../nbs/10_structure.ipynb #fab1fc11
 def check_amplitudes(A) -> np.ndarray:
@@ -617,6 +618,63 @@ def structure_report(path, as_json: bool = False, n_boot: int = 200, seed: int =
     if as_json: return json.dumps(structure_records(table, low, high), indent=1, allow_nan=False)
     head = ', '.join(f"{k} {meta[k]}" for k in ('format', 'basis', 'share', 'seed') if k in meta)
     return f"{f} ({head}; {len(amps)} matrices)\n{null_note(meta)}\n\n" + format_structure(table, meta, low, high)
+
+# %% ../nbs/10_structure.ipynb #75d2f966
+SEEDS_SKIPPED = ("one amplitude set only: comparing seeds needs the same base's amplitudes trained along several "
+                 "batch orders (the reference checkpoints of `amplitude-nb reproduce`)")
+
+def seed_of(path, default: int) -> int:
+    "The training seed of amplitude file `path`: `train_seed` in the provenance.json beside it, else `default`."
+    try: return int(json.loads((Path(path).parent/'provenance.json').read_text())['train_seed'])
+    except (OSError, ValueError, KeyError, TypeError): return default
+
+def read_seed_files(paths) -> list[dict]:
+    "[{seed, path, amps, meta}] of amplitude files from one base along different batch orders (ValueError otherwise)."
+    sets = []
+    for i, p in enumerate(paths):
+        f = amplitude_file(p); amps, meta = read_amplitude_file(f)
+        sets.append(dict(seed=seed_of(f, i), path=str(f), amps=amps, meta=meta))
+    for s in sets[1:]:
+        ref = sets[0]
+        if set(s['amps']) != set(ref['amps']) or any(np.shape(s['amps'][n]) != np.shape(ref['amps'][n]) for n in ref['amps']):
+            raise ValueError(f"{s['path']}: its matrices or shapes differ from those of {ref['path']}: not one base")
+        for k in ('K', 'basis', 'share', 'seed'):
+            if s['meta'].get(k) != ref['meta'].get(k):
+                raise ValueError(f"{s['path']}: {k} {s['meta'].get(k)!r} differs from {ref['path']}'s "
+                                 f"{ref['meta'].get(k)!r}: not the same bases Φ")
+    if len({s['seed'] for s in sets}) != len(sets): raise ValueError(f"two files share a training seed: {paths}")
+    return sets
+
+# %% ../nbs/10_structure.ipynb #ff19dd4a
+def seed_tables(sets: list[dict], n_boot: int = 200, seed: int = 0, n_null: int = 200, first=None) -> pd.DataFrame:
+    "Every seed set's structure table, stacked, with its `train_seed`; `first` (a table) stands in for the first set's."
+    tabs = [first if i == 0 and first is not None else
+            structure_table(s['amps'], s['meta'], n_boot=n_boot, seed=seed, n_null=n_null) for i, s in enumerate(sets)]
+    return pd.concat([t.assign(train_seed=s['seed']) for s, t in zip(sets, tabs)], ignore_index=True)
+
+def seed_verdict(n: int, of: int, what: str = 'structured') -> str:
+    "A verdict across `of` seeds that holds in `n`: 'structured in all 3 seeds', '… in 2 of 3 seeds', '… in none of 3 seeds'."
+    if n == of: return f"{what} in all {of} seeds"
+    return f"{what} in none of {of} seeds" if n == 0 else f"{what} in {n} of {of} seeds"
+
+def seed_summary(st: pd.DataFrame) -> pd.DataFrame:
+    "Per matrix and global row: each seed's PR, min, max and sd across seeds, and in how many seeds it is structured."
+    seeds = list(dict.fromkeys(st.train_seed))
+    rows = []
+    for m, g in st.groupby('matrix', sort=False):
+        pr, n = g.set_index('train_seed').PR.astype(float), int(g.structured.astype(bool).sum())
+        rows.append(dict(matrix=m, label=g.label.iloc[0], **{f'PR_seed{s}': pr.get(s) for s in seeds},
+                         PR_min=pr.min(), PR_max=pr.max(), PR_sd=pr.std(ddof=1) if len(pr) > 1 else math.nan,
+                         structured_seeds=n, n_seeds=len(g), structured=n == len(g), seed_verdict=seed_verdict(n, len(g))))
+    return pd.DataFrame(rows)
+
+def seed_metrics(st: pd.DataFrame | None, note: str) -> dict:
+    "`structure.seeds` ([{seed, matrices: [{matrix, PR, structured}]}], global rows included), `seed_summary`, `seeds_note`."
+    from amplitude_nb.results import to_jsonable
+    if st is None: return dict(seeds=[], seed_summary=[], seeds_note=note)
+    seeds = [dict(seed=int(s), matrices=[dict(matrix=r.matrix, PR=_plain(r.PR), structured=bool(r.structured))
+                                         for r in g.itertuples()]) for s, g in st.groupby('train_seed', sort=False)]
+    return dict(seeds=seeds, seed_summary=to_jsonable(seed_summary(st).to_dict('records')), seeds_note=note)
 
 # %% ../nbs/10_structure.ipynb #f267005e
 def structure_metrics(table: pd.DataFrame, meta: dict | None = None, low: float = CLASS_THRESHOLDS[0],

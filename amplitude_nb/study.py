@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 # %% auto #0
 __all__ = ['PAPER', 'CLAIMS', 'KIND_ORDER', 'CLASS_THRESHOLDS', 'CLASSES', 'SECTIONS', 'SECTION_NAMES', 'PROFILES',
-           'PROFILE_NAMES', 'parse_matrix', 'matrix_label', 'matrix_order', 'Section', 'check_names', 'section',
-           'ProfileSpec', 'profile_spec']
+           'PROFILE_NAMES', 'COMMITTED_RUN', 'parse_matrix', 'matrix_label', 'matrix_order', 'Section', 'check_names',
+           'section', 'ProfileSpec', 'profile_spec']
 
 # %% ../nbs/05_study.ipynb #451bc977
 PAPER = dict(
@@ -44,6 +44,7 @@ CLAIMS = {
     'kurtosis': 'amplitude values are heavy-tailed (kurtosis in the hundreds)',
     'alignment': 'amplitude PCs align moderately with the corpus covariance (0.674)',
     'corpus_r2': 'amplitude scores are not predictable from corpus statistics (R² = -0.027)',
+    'trajectory': 'the amplitudes encode training-trajectory information that corpus statistics alone cannot provide',
     'c_proj': 'training attn.c_proj alone recovers 35.4% of full SFT with 5.2% of the parameters',
     'freeze': 'freezing low-PR layers early could accelerate SFT by 2-3x',
     'compression': 'the global subspace compresses the amplitudes only modestly (623x to 709x)',
@@ -97,6 +98,8 @@ SECTIONS = (
             'how far do the amplitudes compress, and at what cost in loss?'),
     Section('recipe', 6, 'Training recipe', '15_recipe.ipynb', ('base', 'tokenizer', 'sft'),
             "which of the paper's numbers survive a change of optimizer, steps, basis or targets?"),
+    Section('trajectory', 7, 'Trajectory', '16_trajectory.ipynb', (),
+            'do amplitudes trained from the same base along different batch orders agree?'),
 )
 SECTION_NAMES = tuple(s.name for s in SECTIONS)
 
@@ -125,6 +128,8 @@ class ProfileSpec:
     corpus_docs: int | None = None  # use only the first n documents of the default corpus
     K: int = 8
     seed: int = 0
+    seeds: tuple = (0, 1, 2)       # training seeds (batch orders) of the reference amplitudes; the first is `seed`'s
+    precision: str = 'auto'        # of the base's and the amplitudes' training: 'auto', 'bf16' or 'fp32'
     is_result: bool = True         # False: a plumbing check whose numbers are not results
 
 PROFILES = {p.name: p for p in (
@@ -139,16 +144,19 @@ PROFILES = {p.name: p for p in (
                 amplitudes=dict(steps=100, batch_size=16, lr=1e-2, warmup=10, eval_every=50, eval_batches=8),
                 sections=dict(structure=dict(n_boot=500), gradient=dict(n_boot=500), corpus=dict(n_perm=100),
                               sft=dict(steps=50, seeds=[0, 1, 2]),
-                              recipe=dict(steps=50, long_factor=4, n_boot=200, n_null=200, n_track=5, full_lr=1e-3))),
+                              recipe=dict(steps=50, long_factor=4, n_boot=200, n_null=200, n_track=5, full_lr=1e-3),
+                              trajectory=dict(n_null=500))),
     ProfileSpec('paper', "the paper's size: 8 layers of width 256, vocabulary 15,000, 10.2M parameters",
                 model=dict(vocab_size=15000, n_ctx=256, n_embd=256, n_layer=8, n_head=8),
                 pretrain=dict(steps=820, batch_size=16, lr=1.5e-3, warmup=80, eval_every=205, eval_batches=8),
                 amplitudes=dict(steps=150, batch_size=16, lr=1e-2, warmup=15, eval_every=50, eval_batches=8),
                 sections=dict(structure=dict(n_boot=1000), gradient=dict(n_boot=1000), corpus=dict(n_perm=200),
                               sft=dict(steps=50, seeds=[0, 1, 2]),
-                              recipe=dict(steps=50, long_factor=4, n_boot=200, n_null=200, n_track=5, full_lr=3e-4))),
+                              recipe=dict(steps=50, long_factor=4, n_boot=200, n_null=200, n_track=5, full_lr=3e-4),
+                              trajectory=dict(n_null=1000))),
 )}
 PROFILE_NAMES = tuple(PROFILES)
+COMMITTED_RUN = dict(report='reports/paper', profile='paper', precision='bf16')   # the run the repository ships
 
 # %% ../nbs/05_study.ipynb #185f1fe4
 def profile_spec(name: str) -> ProfileSpec:

@@ -19,9 +19,10 @@ from .amplitudes import FORMAT as AMP_FORMAT   # part of the cache key: a new fi
 from . import data, study
 
 # %% auto #0
-__all__ = ['PROFILES', 'PRECISIONS', 'TrainConfig', 'Profile', 'get_profile', 'bf16_native', 'resolve_precision', 'autocast',
-           'select_params', 'lr_at', 'make_optimizer', 'evaluate', 'train', 'lm_task', 'sft_task', 'profile_data',
-           'base_checkpoint', 'sft_splits', 'amplitude_checkpoint', 'reference_checkpoints']
+__all__ = ['PROFILES', 'PRECISIONS', 'TrainConfig', 'Profile', 'get_profile', 'bf16_native', 'resolve_precision',
+           'precision_note', 'autocast', 'select_params', 'lr_at', 'make_optimizer', 'evaluate', 'train', 'lm_task',
+           'sft_task', 'profile_data', 'base_dir', 'base_checkpoint', 'sft_splits', 'amplitude_dir',
+           'amplitude_checkpoint', 'reference_checkpoints', 'checkpoint_precision']
 
 # %% ../nbs/03_train.ipynb #712f580b
 @dataclass(frozen=True)
@@ -50,12 +51,14 @@ class Profile:
     corpus_docs: int | None = None   # use only the first n documents of the corpus (smoke)
     K: int = 8
     seed: int = 0
+    seeds: tuple = (0,)              # training seeds of the reference amplitudes (batch orders); the first is `seed`'s
     def __getitem__(self, k): return getattr(self, k)
 
     @classmethod
     def from_spec(cls, spec: study.ProfileSpec) -> Profile:
-        return cls(spec.name, GPTConfig(**spec.model), TrainConfig(**spec.pretrain), TrainConfig(**spec.amplitudes),
-                   corpus_docs=spec.corpus_docs, K=spec.K, seed=spec.seed)
+        tc = lambda d: TrainConfig(**{'precision': spec.precision, **d})   # the profile's precision, unless overridden
+        return cls(spec.name, GPTConfig(**spec.model), tc(spec.pretrain), tc(spec.amplitudes),
+                   corpus_docs=spec.corpus_docs, K=spec.K, seed=spec.seed, seeds=tuple(spec.seeds))
 
 PROFILES = {name: Profile.from_spec(spec) for name, spec in study.PROFILES.items()}
 
@@ -81,6 +84,20 @@ def resolve_precision(precision: str = 'auto') -> str:
     if not _noted:
         _noted.append(print("precision 'auto': no native bf16 matrix instructions on this CPU; training in fp32"))
     return 'fp32'
+
+def precision_note(profile, native: bool | None = None) -> str | None:
+    """The one line a run prints up front when it will train in another precision than the committed run
+    (`study.COMMITTED_RUN`): its numbers then differ from that run's in the last digits. None when they match.
+    `native`: whether this CPU has native bf16 (default: ask it)."""
+    prof = get_profile(profile)
+    tcs = [prof.pretrain.precision, prof.amplitudes.precision]
+    native = bf16_native() if native is None else native
+    trains = list(dict.fromkeys(('bf16' if native else 'fp32') if p == 'auto' else p for p in tcs))
+    ref = study.COMMITTED_RUN
+    if trains == [ref['precision']]: return None
+    why = ' (no native bf16 on this CPU)' if 'auto' in tcs and not native else ''
+    return (f"note: this run trains in {'/'.join(trains)}{why}; the committed run ({ref['report']}) was trained in "
+            f"{ref['precision']}, so numbers from this run will differ from it in the last digits")
 
 def autocast(precision: str = 'auto'):
     "The context a training step's forward pass and loss run in: bf16 autocast on the CPU, or none (fp32)."
@@ -188,6 +205,10 @@ def sft_task(train_sft: data.SFTData, eval_sft: data.SFTData, tc: TrainConfig):
 def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
+def _config(prof) -> dict:
+    "The profile as its checkpoints' keys read it: without `seeds` (a checkpoint depends on its own seed only)."
+    return {k: v for k, v in asdict(prof).items() if k != 'seeds'}
+
 _building = data._building   # write into a temporary sibling, renamed into place on success
 
 def profile_data(profile) -> tuple:
@@ -205,19 +226,25 @@ def _provenance(prof, corpus, rec, t0, **kw) -> dict:
               for e in rec['evals'] if e['step'] in (0, last)}
     return dict(profile=prof.name, profile_config=asdict(prof), seed=prof.seed, corpus_sha256=corpus.sha256,
                 corpus=corpus.source, package_version=amplitude_nb.__version__, torch_version=torch.__version__,
-                precision=rec['precision'], losses=losses, final_train_loss=rec['steps'][-1]['loss'],
+                precision=rec['precision'], precision_asked=kw.pop('precision_asked', None), losses=losses, final_train_loss=rec['steps'][-1]['loss'],
                 trainable_params=rec['trainable_params'], tokens=rec['tokens'], tokens_per_s=rec['tokens_per_s'],
                 train_seconds=rec['seconds'], wall_seconds=time.time() - t0,
                 curve=[dict(step=s['step'], loss=s['loss']) for s in rec['steps']], evals=rec['evals'], **kw)
 
 # %% ../nbs/03_train.ipynb #48cb443a
+def base_dir(profile='smoke') -> Path:
+    "Where the base checkpoint of `profile` is cached: named by a hash of the profile, corpus, version and precision."
+    prof = get_profile(profile)
+    corpus, _, _ = profile_data(prof)
+    precision = resolve_precision(prof.pretrain.precision)
+    key = _key(_config(prof), corpus.sha256, amplitude_nb.__version__, precision)
+    return data.cache_dir()/'checkpoints'/f"{prof.name}-base-{key}"
+
 def base_checkpoint(profile='smoke', progress=True) -> Path:
     "The cached base checkpoint of `profile` (dense pretraining on the corpus), built when missing."
     prof = get_profile(profile)
     corpus, tok, ids = profile_data(prof)
-    precision = resolve_precision(prof.pretrain.precision)
-    key = _key(asdict(prof), corpus.sha256, amplitude_nb.__version__, precision)
-    d = data.cache_dir()/'checkpoints'/f"{prof.name}-base-{key}"
+    d = base_dir(prof)
     if (d/'provenance.json').exists(): return d
     t0 = time.time()
     torch.manual_seed(prof.seed)
@@ -225,7 +252,7 @@ def base_checkpoint(profile='smoke', progress=True) -> Path:
     get, ev = lm_task(ids, prof.model.n_ctx, prof.pretrain, prof.seed)
     rec = train(model, get, prof.pretrain, which='all', evals={'val': ev}, seed=prof.seed, desc=f"{prof.name} base",
                 progress=progress)
-    prov = _provenance(prof, corpus, rec, t0, kind='base', n_params=n_params(model),
+    prov = _provenance(prof, corpus, rec, t0, kind='base', precision_asked=prof.pretrain.precision, n_params=n_params(model),
                        train_tokens=int(len(ids['train'])), val_tokens=int(len(ids['val'])),
                        base_train_tokens=rec['tokens'], base_val_loss=rec['evals'][-1]['loss'])
     with _building(d) as tmp:
@@ -238,16 +265,27 @@ def sft_splits(tok, n_ctx: int, pairs=None) -> dict:
     pairs = data.default_sft_pairs() if pairs is None else pairs
     return {k: data.SFTData(tok, v, n_ctx) for k, v in data.split_pairs(pairs).items()}
 
-def amplitude_checkpoint(profile='smoke', basis='random', progress=True) -> Path:
-    "The cached amplitude checkpoint of `profile`: its base, amplitude-trained on the SFT task."
+def amplitude_dir(profile='smoke', basis='random', seed: int | None = None) -> Path:
+    """Where the amplitude checkpoint of `profile` trained with batch-order `seed` (default: the profile's `seed`) is
+    cached: a hash of the profile, corpus, version, basis, precision, file format, SFT pairs and, for another seed, it."""
     prof = get_profile(profile)
+    seed = prof.seed if seed is None else int(seed)
+    corpus, _, _ = profile_data(prof)
+    precision = resolve_precision(prof.amplitudes.precision)
+    other = [dict(train_seed=seed)] if seed != prof.seed else []      # the profile's own seed keeps its old key
+    key = _key(_config(prof), corpus.sha256, amplitude_nb.__version__, basis, precision, AMP_FORMAT,
+               hashlib.sha256(json.dumps(data.default_sft_pairs()).encode()).hexdigest(), *other)
+    return data.cache_dir()/'checkpoints'/(f"{prof.name}-amplitudes-{basis}-{key}" + (f"-seed{seed}" if other else ''))
+
+def amplitude_checkpoint(profile='smoke', basis='random', progress=True, seed: int | None = None) -> Path:
+    """The cached amplitude checkpoint of `profile`: its base, amplitude-trained on the SFT task with batch order
+    `seed` (default the profile's `seed`); the bases Φ always come from the profile's `seed`."""
+    prof = get_profile(profile)
+    seed = prof.seed if seed is None else int(seed)
     base_dir = base_checkpoint(prof, progress)
     corpus, tok, ids = profile_data(prof)
     pairs = data.default_sft_pairs()
-    precision = resolve_precision(prof.amplitudes.precision)
-    key = _key(asdict(prof), corpus.sha256, amplitude_nb.__version__, basis, precision, AMP_FORMAT,
-               hashlib.sha256(json.dumps(pairs).encode()).hexdigest())
-    d = data.cache_dir()/'checkpoints'/f"{prof.name}-amplitudes-{basis}-{key}"
+    d = amplitude_dir(prof, basis, seed)
     if (d/'provenance.json').exists(): return d
     t0 = time.time()
     model = load_checkpoint(base_dir)
@@ -256,15 +294,25 @@ def amplitude_checkpoint(profile='smoke', basis='random', progress=True) -> Path
     add_amplitudes(model, TARGETS, K=prof.K, basis=basis, seed=prof.seed, covs=covs)
     sft = sft_splits(tok, prof.model.n_ctx, pairs)
     get, ev = sft_task(sft['train'], sft['val'], prof.amplitudes)
-    rec = train(model, get, prof.amplitudes, which='amplitudes', evals={'val': ev}, seed=prof.seed,
-                desc=f"{prof.name} amplitudes", progress=progress)
-    prov = _provenance(prof, corpus, rec, t0, kind='amplitudes', basis=basis, K=prof.K, targets=list(TARGETS),
+    rec = train(model, get, prof.amplitudes, which='amplitudes', evals={'val': ev}, seed=seed,
+                desc=f"{prof.name} amplitudes" + (f" seed {seed}" if seed != prof.seed else ''), progress=progress)
+    prov = _provenance(prof, corpus, rec, t0, kind='amplitudes', precision_asked=prof.amplitudes.precision,
+                       train_seed=seed, basis=basis, K=prof.K, targets=list(TARGETS),
                        base=base_dir.name, sft_pairs={k: len(v) for k, v in sft.items()})
     with _building(d) as tmp:
         save_amplitude_checkpoint(model, tmp, tok)
         (tmp/'provenance.json').write_text(json.dumps(prov, indent=1))
     return d
 
-def reference_checkpoints(profile='smoke', progress=True) -> dict:
-    "{'base': dir, 'amplitudes': dir} for `profile`, built once and cached."
-    return dict(base=base_checkpoint(profile, progress), amplitudes=amplitude_checkpoint(profile, 'random', progress))
+def reference_checkpoints(profile='smoke', progress=True, with_seeds=False) -> dict:
+    """{'base': dir, 'amplitudes': dir} for `profile`, built once and cached; `with_seeds` adds 'amplitudes_seeds',
+    the amplitude checkpoint of every seed in the profile's `seeds` (the first is 'amplitudes')."""
+    prof = get_profile(profile)
+    out = dict(base=base_checkpoint(prof, progress), amplitudes=amplitude_checkpoint(prof, 'random', progress))
+    if with_seeds: out['amplitudes_seeds'] = [amplitude_checkpoint(prof, 'random', progress, seed=s) for s in prof.seeds]
+    return out
+
+def checkpoint_precision(d) -> str | None:
+    "The precision checkpoint folder `d` was trained in, as its provenance.json records it (None when absent)."
+    try: return json.loads((Path(d)/'provenance.json').read_text()).get('precision')
+    except (OSError, ValueError): return None

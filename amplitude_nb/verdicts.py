@@ -10,11 +10,12 @@ import math
 __all__ = ['STRUCTURE_WORDS', 'STRUCTURE_LABELS', 'NOT_TESTED', 'KURTOSIS_HUNDREDS', 'KURTOSIS_HEAVY', 'MODEST_GAIN',
            'CHANCE_FACTOR', 'ASSESSMENTS', 'SECTION_CLAIMS', 'compare_intervals', 'structured', 'structure_verdict',
            'p_uncertainty', 'p_verdict', 'p_label', 'threshold_verdict', 'sig', 'ci_text', 'pr_outside', 'pr_text',
-           'signed', 'pct', 'null_interval', 'structure_label', 'null_text', 'structure_globals', 'paper_global',
-           'structure_summary', 'assess_global_pr', 'assess_crystallizable', 'assess_kurtosis', 'assess_depth',
-           'assess_alignment', 'assess_corpus_r2', 'section_timing', 'assess_c_proj', 'assess_freeze',
-           'assess_compression', 'compression_gap', 'fit_rows', 'fit_label', 'fit_summary', 'assess', 'supported',
-           'recipe_verdicts', 'section_verdict']
+           'signed', 'pct', 'ratio_defined', 'ratio_se', 'ratio_text', 'null_interval', 'structure_label', 'null_text',
+           'structure_globals', 'paper_global', 'seed_counts', 'seeds_sentence', 'structure_summary',
+           'assess_global_pr', 'assess_crystallizable', 'assess_kurtosis', 'assess_depth', 'assess_alignment',
+           'assess_corpus_r2', 'section_timing', 'arm_gain', 'full_gain', 'assess_c_proj', 'assess_freeze',
+           'assess_compression', 'compression_gap', 'fit_rows', 'fit_label', 'fit_summary', 'assess_trajectory',
+           'assess', 'supported', 'recipe_verdicts', 'section_verdict']
 
 # %% ../nbs/06_verdicts.ipynb #7d1e0a21
 from collections import Counter
@@ -108,6 +109,27 @@ def pct(x):
     "A share as a percentage (None stays None)."
     return None if _missing(x) else 100 * x
 
+# %% ../nbs/06_verdicts.ipynb #60689950
+def ratio_defined(den, den_se, k: float = 2.0) -> bool:
+    "Whether a ratio's denominator `den` lies more than `k` standard errors `den_se` from zero."
+    if _missing(den): return False
+    return abs(den) > k * (0.0 if _missing(den_se) else den_se)
+
+def ratio_se(num, num_se, den, den_se) -> float:
+    "First-order standard error of num/den for independent num and den: √(se_n² + r² se_d²) / |den|."
+    r = num / den
+    return math.sqrt((num_se or 0.0) ** 2 + r * r * (den_se or 0.0) ** 2) / abs(den)
+
+def ratio_text(num, num_se, den, den_se, digits: int = 3, percent: bool = False) -> str:
+    "'r ± se' (or 'r% ± se%'), or 'undefined (…)' when the denominator is within two standard errors of zero."
+    if _missing(num) or _missing(den): return '—'
+    if not ratio_defined(den, den_se):
+        return f"undefined (denominator {sig(den, digits)} ± {sig(den_se, digits)}, within two standard errors of 0)"
+    r, se = num / den, ratio_se(num, num_se, den, den_se)
+    f = 100.0 if percent else 1.0
+    unit = '%' if percent else ''
+    return f"{sig(r * f, digits)}{unit} ± {sig(se * f, digits)}{unit}"
+
 # %% ../nbs/06_verdicts.ipynb #4f2a9b61
 STRUCTURE_LABELS = {'below': 'structured', 'overlap': 'indistinguishable from noise',
                     'above': 'more isotropic than noise'}
@@ -143,6 +165,26 @@ def paper_global(s: dict) -> dict | None:
     rows = {r.get('matrix'): r for r in structure_globals(s)}
     return next((rows[k] for k in ('global', 'global attn.c_proj', 'global c_proj') if k in rows), None)
 
+# %% ../nbs/06_verdicts.ipynb #22737641
+def seed_counts(rec: dict, low: float) -> int:
+    "In how many seeds a `seed_summary` record's PR lies below `low`."
+    return sum(1 for k, v in rec.items() if k.startswith('PR_seed') and not _missing(v) and v < low)
+
+def seeds_sentence(s: dict) -> str:
+    "§1 across seeds: rows structured in every seed, in some (with the count), in none; the largest PR spread."
+    rows = (s or {}).get('seed_summary') or []
+    if not rows: return (s or {}).get('seeds_note') or ''
+    n, m = rows[0]['n_seeds'], len(rows)
+    every = [r for r in rows if r['structured_seeds'] == n]
+    some = [r for r in rows if 0 < r['structured_seeds'] < n]
+    spread = max((r['PR_max'] - r['PR_min'] for r in rows if not _missing(r.get('PR_max')) and not _missing(r.get('PR_min'))),
+                 default=None)
+    part = ('; in only some: ' + ', '.join(f"{matrix_label(r['matrix'])} ({r['structured_seeds']} of {n})" for r in some)
+            if some else '')
+    return (f"Across {n} seeds (batch orders) of the same base: {len(every)} of {m} matrices and global rows are "
+            f"structured in every seed{part}; {m - len(every) - len(some)} in none. A row's PR moves by up to "
+            f"{sig(spread)} between seeds.")
+
 # %% ../nbs/06_verdicts.ipynb #93d1f6a7
 def structure_summary(s: dict) -> str:
     "§1's verdict: the paper-comparable global row against its noise interval, then the count per label over matrices."
@@ -161,7 +203,8 @@ def structure_summary(s: dict) -> str:
         if labels.get('indistinguishable from noise') == n:
             out.append("No matrix is distinguishable from the amplitudes of an isotropic update: the structure "
                        "tables here describe noise.")
-    return ' '.join(out)
+    out.append(seeds_sentence(s))
+    return ' '.join(o for o in out if o)
 
 # %% ../nbs/06_verdicts.ipynb #c3b3f8e0
 NOT_TESTED = dict(label='not tested', ours='—', sentence='')
@@ -177,8 +220,13 @@ def assess_global_pr(m: dict) -> dict:
     inside = not _missing(g.get('PR_ci_low')) and g['PR_ci_low'] <= P <= g['PR_ci_high']
     ours = (f"{g['matrix']} PR {pr_text(g)}, noise {null_text(g)}; "
             f"PC1 {sig(pct(g.get('PC1')))}%, k95 {sig(g.get('k95'))}")
-    return dict(label='yes' if lab == 'structured' and inside else 'no', ours=ours,
-                sentence=structure_summary(_section(m, 'structure')))
+    label = 'yes' if lab == 'structured' and inside else 'no'
+    sr = next((r for r in (_section(m, 'structure').get('seed_summary') or []) if r['matrix'] == g['matrix']), None)
+    if sr is not None:
+        n, k = sr['n_seeds'], sr['structured_seeds']
+        ours += f"; structured in {'all ' + str(n) if k == n else f'{k} of {n}'} seeds"
+        if label == 'yes' and k < n: label = 'marginal'           # holds in this seed, not in every seed
+    return dict(label=label, ours=ours, sentence=structure_summary(_section(m, 'structure')))
 
 # %% ../nbs/06_verdicts.ipynb #2b7f4c16
 KURTOSIS_HUNDREDS, KURTOSIS_HEAVY = 100.0, 10.0
@@ -201,6 +249,15 @@ def assess_crystallizable(m: dict) -> dict:
                 + ', '.join(map(matrix_label, found)) + '.' if found else
                 f"No matrix has its PR interval below {low}; the lowest is {ours.removeprefix('lowest: ')}"
                 + (", whose interval straddles the threshold." if label == 'marginal' else '.'))
+    seeds = {r['matrix']: r for r in ((_section(m, 'structure') or {}).get('seed_summary') or [])}
+    if found and all(f in seeds for f in found):
+        n = seeds[found[0]]['n_seeds']
+        counts = {f: seed_counts(seeds[f], low) for f in found}
+        sentence += (" Across seeds, PR below " + str(low) + ": "
+                     + ', '.join(f"{matrix_label(f)} in {'all ' + str(n) if c == n else f'{c} of {n}'} seeds" for f, c in counts.items()) + '.')
+        if max(counts.values()) < n: label = 'marginal'            # no matrix crystallizable in every seed
+        best = max(counts.values())
+        ours += f"; below {low} in {'all ' + str(n) if best == n else f'{best} of {n}'} seeds"
     return dict(label=label, ours=ours, sentence=sentence)
 
 def assess_kurtosis(m: dict) -> dict:
@@ -231,6 +288,13 @@ def assess_depth(m: dict) -> dict:
     judge = {'yes': 'this supports', 'marginal': 'this does not settle'}.get(label, 'the data do not support')
     sentence = (f"Spearman {ours}: PR {'rises' if rho > 0 else 'falls'} with depth, {how}; "
                 f"{judge} the paper's claim that early layers have lower PR.")
+    sg = g.get('seed_gradient') or {}
+    if sg.get('seeds'):
+        n, k = sg['n_seeds'], sg['rises_seeds']
+        ours += f"; rises in {'all ' + str(n) if k == n else f'{k} of {n}'} seeds (ρ {sig(sg.get('rho_min'))} to {sig(sg.get('rho_max'))})"
+        sentence += f" Across seeds: {sg['verdict']} (ρ from {sig(sg.get('rho_min'))} to {sig(sg.get('rho_max'))})."
+        if label == 'yes' and k < n: label = 'marginal'               # holds in this seed only
+    elif sg.get('note'): sentence += f" {sg['note']}"
     return dict(label=label, ours=ours, sentence=sentence)
 
 # %% ../nbs/06_verdicts.ipynb #a7c3e5d2
@@ -273,10 +337,25 @@ def section_timing(m: dict, name: str) -> dict:
     t = m.get('timing') or {}
     return next((x for x in ((t.get('sections') or {}).get(name), t.get(name)) if isinstance(x, dict)), {})
 
+def arm_gain(a: dict, L0=None) -> tuple | None:
+    "(test-loss gain L0 − mean loss, its standard error sd/√n) of an SFT arm; None when not recorded."
+    L0 = a.get('L0') if L0 is None else L0
+    if _missing(L0) or _missing(a.get('test_loss_mean')): return None
+    n, sd = a.get('n_seeds') or 1, a.get('test_loss_std')
+    return (L0 - a['test_loss_mean'], 0.0 if _missing(sd) else sd / math.sqrt(n))
+
+def full_gain(arms: dict) -> tuple | None:
+    "The full arm's (gain, standard error): the denominator of every efficiency."
+    return arm_gain(arms['full']) if 'full' in arms else None
+
 def assess_c_proj(m: dict) -> dict:
     "Claim `c_proj`: the paper's 35.4% within two seed standard deviations of our c_proj efficiency."
-    c = ((_section(m, 'sft') or {}).get('arms') or {}).get('c_proj')
+    arms = (_section(m, 'sft') or {}).get('arms') or {}
+    c = arms.get('c_proj')
     if not c or _missing(c.get('efficiency')): return NOT_TESTED
+    if (g := full_gain(arms)) is not None and not ratio_defined(*g):
+        return dict(NOT_TESTED, ours='efficiency undefined', sentence=f"Efficiency is undefined: full SFT's test-loss gain "
+                    f"{sig(g[0])} ± {sig(g[1])} is within two standard errors of zero.")
     P, e, sd = PAPER['sft']['efficiency'], c['efficiency'], c.get('efficiency_std')
     half = 0 if _missing(sd) else 2 * sd
     label = 'yes' if e - half <= P <= e + half else 'no'
@@ -435,9 +514,30 @@ def fit_summary(m: dict) -> dict:
                     "projection, not the fine-tune." + func)
     return dict(label='above chance', sentence=head + ": the fit is above chance in every matrix." + func)
 
+# %% ../nbs/06_verdicts.ipynb #cce0350a
+def assess_trajectory(m: dict) -> dict:
+    "Claim `trajectory`: the amplitudes of different batch orders disagree (and are structured), against their null."
+    t = _section(m, 'trajectory')
+    if not t or not t.get('label'): return dict(NOT_TESTED, sentence=(t or {}).get('verdict') or '')
+    rows, lab = t.get('matrices') or [], t['label']
+    ours = (f"{lab} across {len(t.get('seeds') or [])} seeds: row correlation {_span([r['seed_corr'] for r in rows])} "
+            f"(null 95th pct ≤ {sig(max((r['seed_corr_null_high'] for r in rows), default=None))}), top-{t.get('k')} "
+            f"overlap {_span([r['subspace_overlap'] for r in rows])} "
+            f"(≤ {sig(max((r['overlap_null_high'] for r in rows), default=None))})")
+    s = _section(m, 'structure')
+    structured = None if s is None else any(r.get('structured') for r in s.get('matrices') or [])
+    if lab == 'reproducible': label, more = 'no', ''
+    elif lab == 'mixed': label, more = 'marginal', ''
+    elif structured: label, more = 'yes', " §1 finds structured matrices, so the disagreement is not just noise."
+    elif structured is None: label, more = 'marginal', " §1 did not run, so noise cannot be ruled out."
+    else: label, more = 'no', (" §1 finds no matrix distinguishable from noise: there is no information here, "
+                               "trajectory or otherwise.")
+    return dict(label=label, ours=ours, sentence=t['verdict'] + more)
+
 # %% ../nbs/06_verdicts.ipynb #3a2b1c0d
 ASSESSMENTS = dict(global_pr=assess_global_pr, crystallizable=assess_crystallizable, depth=assess_depth,
                    kurtosis=assess_kurtosis, alignment=assess_alignment, corpus_r2=assess_corpus_r2,
+                   trajectory=assess_trajectory,
                    c_proj=assess_c_proj, freeze=assess_freeze, compression=assess_compression)
 
 def assess(metrics: dict) -> dict:
@@ -455,7 +555,7 @@ def recipe_verdicts(metrics: dict) -> dict:
 
 # %% ../nbs/06_verdicts.ipynb #8a9b0c1d
 SECTION_CLAIMS = dict(structure=('crystallizable', 'kurtosis'), gradient=('depth',), corpus=('alignment', 'corpus_r2'),
-                      sft=('c_proj', 'freeze'), compression=('compression',))
+                      trajectory=('trajectory',), sft=('c_proj', 'freeze'), compression=('compression',))
 
 def section_verdict(name: str, metrics: dict) -> str:
     "The verdict paragraph of section `name`, from the assessments of its claims."
