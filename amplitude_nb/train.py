@@ -209,6 +209,14 @@ def _config(prof) -> dict:
     "The profile as its checkpoints' keys read it: without `seeds` (a checkpoint depends on its own seed only)."
     return {k: v for k, v in asdict(prof).items() if k != 'seeds'}
 
+def _complete(d: Path, **fields) -> Path:
+    "Checkpoint folder `d`, its provenance.json given the `fields` it lacks (cached before they were recorded)."
+    p = d/'provenance.json'
+    prov = json.loads(p.read_text())
+    if missing := {k: v for k, v in fields.items() if k not in prov}:
+        p.write_text(json.dumps({**prov, **missing}, indent=1) + '\n')
+    return d
+
 _building = data._building   # write into a temporary sibling, renamed into place on success
 
 def profile_data(profile) -> tuple:
@@ -245,7 +253,7 @@ def base_checkpoint(profile='smoke', progress=True) -> Path:
     prof = get_profile(profile)
     corpus, tok, ids = profile_data(prof)
     d = base_dir(prof)
-    if (d/'provenance.json').exists(): return d
+    if (d/'provenance.json').exists(): return _complete(d, precision_asked=prof.pretrain.precision)
     t0 = time.time()
     torch.manual_seed(prof.seed)
     model = GPT(prof.model)
@@ -286,7 +294,8 @@ def amplitude_checkpoint(profile='smoke', basis='random', progress=True, seed: i
     corpus, tok, ids = profile_data(prof)
     pairs = data.default_sft_pairs()
     d = amplitude_dir(prof, basis, seed)
-    if (d/'provenance.json').exists(): return d
+    if (d/'provenance.json').exists():
+        return _complete(d, precision_asked=prof.amplitudes.precision, train_seed=seed)
     t0 = time.time()
     model = load_checkpoint(base_dir)
     names = target_names(model, TARGETS)
