@@ -19,10 +19,10 @@ from .amplitudes import FORMAT as AMP_FORMAT   # part of the cache key: a new fi
 from . import data, study
 
 # %% auto #0
-__all__ = ['PROFILES', 'PRECISIONS', 'TrainConfig', 'Profile', 'get_profile', 'bf16_native', 'resolve_precision',
-           'precision_note', 'autocast', 'select_params', 'lr_at', 'make_optimizer', 'evaluate', 'train', 'lm_task',
-           'sft_task', 'profile_data', 'base_dir', 'base_checkpoint', 'sft_splits', 'amplitude_dir',
-           'amplitude_checkpoint', 'reference_checkpoints', 'checkpoint_precision']
+__all__ = ['PROFILES', 'PRECISIONS', 'DEVICES', 'TrainConfig', 'Profile', 'get_profile', 'bf16_native', 'resolve_precision',
+           'precision_note', 'autocast', 'resolve_device', 'model_device', 'select_params', 'lr_at', 'make_optimizer',
+           'evaluate', 'train', 'lm_task', 'sft_task', 'profile_data', 'base_dir', 'base_checkpoint', 'sft_splits',
+           'amplitude_dir', 'amplitude_checkpoint', 'reference_checkpoints', 'checkpoint_precision']
 
 # %% ../nbs/03_train.ipynb #712f580b
 @dataclass(frozen=True)
@@ -99,9 +99,28 @@ def precision_note(profile, native: bool | None = None) -> str | None:
     return (f"note: this run trains in {'/'.join(trains)}{why}; the committed run ({ref['report']}) was trained in "
             f"{ref['precision']}, so numbers from this run will differ from it in the last digits")
 
-def autocast(precision: str = 'auto'):
-    "The context a training step's forward pass and loss run in: bf16 autocast on the CPU, or none (fp32)."
-    return torch.autocast('cpu', dtype=torch.bfloat16) if resolve_precision(precision) == 'bf16' else nullcontext()
+def autocast(precision: str = 'auto', device_type: str = 'cpu'):
+    "The context of a training step's forward pass and loss: bf16 autocast (always on CUDA), or none (fp32)."
+    if device_type == 'cuda': return torch.autocast('cuda', dtype=torch.bfloat16)
+    return torch.autocast(device_type, dtype=torch.bfloat16) if resolve_precision(precision) == 'bf16' else nullcontext()
+
+# %% ../nbs/03_train.ipynb #dev00002
+DEVICES = ('auto', 'cpu', 'cuda', 'mps')
+
+def resolve_device(device: str = 'auto') -> torch.device:
+    "The torch device for `device`: 'auto' is CUDA when present, else the CPU; an absent one is a ValueError."
+    study.check_names([str(device).split(':')[0]], DEVICES, 'device')
+    if device == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this machine has no CUDA device (torch {torch.__version__}); "
+                         "use --device cpu or auto")
+    if device == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps': this machine has no Apple GPU (MPS); use --device cpu or auto")
+    return torch.device(device)
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    "The device of `model`'s parameters (the CPU for a model without any)."
+    return next(iter(model.parameters()), torch.empty(0)).device
 
 # %% ../nbs/03_train.ipynb #84b9abff
 def select_params(model: torch.nn.Module, which='all') -> list[str]:
@@ -140,8 +159,9 @@ def evaluate(model, batches, *, loss_fn=None) -> float:
     "Mean loss per target token over a fixed list of (x, y) batches, in fp32 (`loss_fn(model, x, y)` as in `train`)."
     was = model.training; model.eval()
     loss_fn = loss_fn or (lambda m, x, y: lm_loss(m(x), y))
-    tot, n = 0.0, 0
+    tot, n, dev = 0.0, 0, model_device(model)
     for x, y in batches:
+        x, y = x.to(dev), y.to(dev)
         k = int((y != -100).sum())
         tot += loss_fn(model, x, y).item() * k; n += k
     model.train(was)
@@ -157,11 +177,12 @@ def train(model, get_batch, tc: TrainConfig, *, which='all', evals: dict | None 
     trainable = select_params(model, which)
     opt = make_optimizer(model, tc)
     params = [p for grp in opt.param_groups for p in grp['params']]
-    precision = resolve_precision(tc.precision)
+    dev = model_device(model)
+    precision = 'bf16' if dev.type == 'cuda' else resolve_precision(tc.precision)
     loss_fn = loss_fn or (lambda m, x, y: lm_loss(m(x), y))
     evals = evals or {}
     rec = dict(which=which, trainable_params=sum(model.get_parameter(n).numel() for n in trainable),
-               precision=precision, steps=[], evals=[])
+               precision=precision, device=str(dev), steps=[], evals=[])
     def run_evals(step):
         for k, f in evals.items(): rec['evals'].append(dict(step=step, split=k, loss=f(model)))
     run_evals(0)
@@ -170,9 +191,10 @@ def train(model, get_batch, tc: TrainConfig, *, which='all', evals: dict | None 
     bar = tqdm(range(tc.steps), desc=desc, disable=not progress, mininterval=1.0)
     for step in bar:
         x, y = get_batch(g)
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         t0 = time.perf_counter()
         for grp in opt.param_groups: grp['lr'] = lr_at(step, tc)
-        with autocast(precision): loss = loss_fn(model, x, y)       # forward and loss: bf16 matmuls, fp32 loss
+        with autocast(precision, dev.type): loss = loss_fn(model, x, y)       # forward and loss: bf16 matmuls, fp32 loss
         opt.zero_grad(set_to_none=True)
         loss.backward()                                             # gradients land in the fp32 weights' .grad
         if tc.grad_clip: torch.nn.utils.clip_grad_norm_(params, tc.grad_clip, foreach=True)
