@@ -307,3 +307,5 @@ def main(argv=None) -> int:
         if main_thread: signal.signal(signal.SIGTERM, old)
         warnings.showwarning = shown
     return 0
+
+if __name__ == '__main__': sys.exit(main())      # `python -m amplitude_nb.cli ...` as the console script

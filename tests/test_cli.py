@@ -35,7 +35,7 @@ def test_bad_paths_fail_cleanly(tmp_path, make):
 
 def test_argparse_errors_are_one_line():
     r = run('corpus', '--vocab', 'many')
-    assert r.returncode == 2 and r.stderr.count('\n') == 1 and "invalid int value: 'many'" in r.stderr
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and "argument --vocab: 'many' is not an integer" in r.stderr
 
 
 @pytest.mark.parametrize('argv,message', [
