@@ -128,7 +128,7 @@ def test_noise_run_reads_as_noise(tmp_path):
     assert 'random projection' in text and 'at chance in all 8 matrices' in text
     assert 'SHA-256' not in text                           # §3 did not run
     assert 'the base trained on 1,000,000 tokens to validation loss 5.50' in text
-    assert 'spectral bases with AdamW come closest.' in text and '| erank |' in text
+    assert 'spectral bases with AdamW come closest.' in text and '| effective rank |' in text
     assert 'costs +0.900 nats' in text and "keeps 10.0% of the checkpoint's gain" in text
     assert 'the reference checkpoints were cached' in text
     assert verdicts.supported(noise_run())['global_pr'] == 'no'
