@@ -10,13 +10,13 @@ from . import verdicts as V
 from .study import PAPER, CLAIMS, SECTIONS, PROFILES, SECTION_NAMES, KIND_ORDER, matrix_label, matrix_order, section
 
 # %% auto #0
-__all__ = ['HEADERS', 'SCALES', 'STRUCTURE_FIELDS', 'MAX_TRAJECTORY_ROWS', 'RECIPE_TABLES', 'RENDERERS', 'CSS', 'cell',
-           'md_table', 'header', 'kv_text', 'scaled', 'record_table', 'table_notes', 'paper_layers', 'render_structure',
-           'seeds_md', 'render_gradient', 'seed_gradient_md', 'render_corpus', 'render_sft', 'render_compression',
-           'recipe_row', 'recipe_tables', 'render_recipe', 'recipe_list', 'render_trajectory', 'render_generic',
-           'section_md', 'banner', 'precision_text', 'run_line', 'fit_md', 'headline', 'headline_md', 'duration',
-           'timing_line', 'slug', 'contents', 'write_report', 'write_html', 'compare_runs', 'write_rebuild',
-           'timing_extras', 'study_paragraph', 'update_readme']
+__all__ = ['HEADERS', 'SCALES', 'SECONDARY', 'STRUCTURE_FIELDS', 'MAX_TRAJECTORY_ROWS', 'RECIPE_TABLES', 'RENDERERS', 'CSS',
+           'cell', 'md_table', 'header', 'kv_text', 'scaled', 'record_table', 'table_notes', 'paper_layers',
+           'secondary_table', 'render_structure', 'seeds_md', 'render_gradient', 'seed_gradient_md', 'render_corpus',
+           'render_sft', 'render_compression', 'recipe_row', 'recipe_tables', 'render_recipe', 'recipe_list',
+           'render_trajectory', 'render_generic', 'section_md', 'banner', 'precision_text', 'run_line', 'fit_md',
+           'headline', 'headline_md', 'duration', 'timing_line', 'slug', 'contents', 'write_report', 'write_html',
+           'compare_runs', 'write_rebuild', 'timing_extras', 'study_paragraph', 'update_readme']
 
 # %% ../nbs/21_report.ipynb #e809ebbd
 def cell(x) -> str:
@@ -41,7 +41,7 @@ HEADERS = dict(PC1='PC1 %', max_corr='max corr', free_params_per_row='free param
                fidelity_chance='chance (K/n_in)', fidelity_bound='SVD bound', step='step',
                **{f'PR_{k}': f'stacked PR, {k.removeprefix("attn.")}' for k in KIND_ORDER},
                raw_params='parameters of the model', base_params='parameters of the base', erank='effective rank',
-               PR_null_plain='noise PR (no basis)', rows='rows', k95='k95 (PCs for 95% variance)',
+               PR_null_plain='noise PR (plug-in)', rows='rows', k95='PCs for 95%',
                n_rotations='rotations', fidelity_to_raw='fidelity to the checkpoint', params='numbers stored',
                gap_to_raw='test-loss gap to the checkpoint', raw_gain_kept="checkpoint's gain kept",
                gain_kept="amplitudes' gain kept", spectral_basis_numbers='numbers of the spectral bases',
@@ -49,6 +49,7 @@ HEADERS = dict(PC1='PC1 %', max_corr='max corr', free_params_per_row='free param
                perm='permutations made', ridge='linear model', nonlinear_permuted='nonlinear model permuted',
                kind='kind', note='note', K='K', k='k', n='n', p='p', scheme='scheme', stage='stage')
 SCALES = dict(PC1=100)
+SECONDARY = ('rows', 'PR_corrected', 'PR_null_plain', 'erank')   # per-matrix figures moved to a second, narrow table
 STRUCTURE_FIELDS = frozenset({'PR', 'PR_ci_low', 'PR_ci_high', 'PR_null', 'PR_null_low', 'PR_null_high', 'structured',
                               'verdict', 'matrix', 'layer', 'kind', 'K', 'label',
                               'members'})   # a global row's members are named in the note under its table
@@ -115,15 +116,27 @@ def paper_layers(s: dict) -> list[dict]:
         rows.append(row)
     return rows
 
+def secondary_table(records: list[dict]) -> str:
+    "The `SECONDARY` figures of each record (rows, bias-corrected PR, plug-in noise PR, effective rank), or ''."
+    keys = [k for k in SECONDARY if any(k in r for r in records)]
+    if not keys: return ''
+    recs = sorted(records, key=lambda r: (not str(r.get('matrix', '')).startswith('global'),   # global rows first
+                                           matrix_order(str(r.get('matrix', '')))))
+    return md_table([{'matrix': matrix_label(str(r.get('matrix'))), **{header(k): r.get(k) for k in keys}} for r in recs])
+
 def render_structure(metrics: dict) -> str:
     s = metrics['structure']
-    gl = V.structure_globals(s)
-    out = ["Global rows (the rows of the matrices named, stacked):\n", record_table(gl, extra=_paper_global_cols(s))]
+    gl, mats = V.structure_globals(s), s.get('matrices', [])
+    out = ["Global rows (the rows of the matrices named, stacked):\n",
+           record_table(gl, hide=SECONDARY, extra=_paper_global_cols(s))]
     if s.get('global_note'): out.append(f"\n{s['global_note']}\n")
     out += ["\nThe paper's per-layer table (— where our model has no such matrix):\n", md_table(paper_layers(s)),
             "\nEvery matrix (PR with its 95% bootstrap interval; noise: the PR of an isotropic update seen through "
-            "the same basis, with its interval):\n", record_table(s.get('matrices', [])),
-            table_notes(gl + s.get('matrices', [])), seeds_md(s)]
+            "the same basis, with its interval):\n", record_table(mats, hide=SECONDARY)]
+    if (sec := secondary_table(gl + mats)):
+        out += ["\nThe same rows, secondary figures (the PR's jackknife bias correction, the noise PR's plug-in value, "
+                "the effective rank):\n", sec]
+    out += [table_notes(gl + mats), seeds_md(s)]
     return '\n'.join(out)
 
 def seeds_md(s: dict) -> str:
@@ -212,7 +225,7 @@ def render_sft(metrics: dict) -> str:
         n1 = round(n1) if isinstance(n1, float) else n1                     # a mean over seeds of a count
         share = None if n1 is None or not n0 else a.get('pct_params', 0) * n1 / n0
         rows.append({'arm': k, 'trainable (start → end)': _start_end(n0, n1),
-                     '% params': _start_end(a.get('pct_params'), share), 'lr': _lr(a.get('lr')), 'L0': a.get('L0'),
+                     '% params': _start_end(a.get('pct_params'), share), 'learning rate': _lr(a.get('lr')), 'L0': a.get('L0'),
                      'test loss': pm(a.get('test_loss_mean'), a.get('test_loss_std')),
                      'efficiency': efficiency(a),
                      'seconds': (tm.get(k) or {}).get('seconds'), 'paper': paper.get(k, '—')})
@@ -280,7 +293,7 @@ def recipe_row(r: dict) -> dict:
 
 RECIPE_TABLES = (
     ("The runs and the validation loss they reached:",
-     ('optimizer', 'steps', 'basis', 'targets', 'lr', 'val loss (before → after)')),
+     ('optimizer', 'steps', 'basis', 'targets', 'learning rate', 'val loss (before → after)')),
     ("Their PR (stacked PR: the rows of every matrix of one kind, which share a basis, stacked; noise: the same "
      "statistic for an isotropic update through the same basis):",
      ('stacked PR per kind [95% CI]', 'noise PR', 'median PR', 'min PR')),
@@ -291,6 +304,7 @@ RECIPE_TABLES = (
 def recipe_tables(runs: list[dict]) -> str:
     "§6's runs as three narrow tables keyed by run number: the run and its loss; its PR; the claim-relevant columns."
     rows = [{'run': i + 1, **recipe_row(r)} for i, r in enumerate(runs)]
+    for r in rows: r['learning rate'] = r.pop('lr', None)
     out = []
     for text, cols in RECIPE_TABLES:
         cols = [c for c in cols if any(c in r for r in rows)]

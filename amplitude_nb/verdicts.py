@@ -246,7 +246,8 @@ def assess_global_pr(m: dict) -> dict:
     if g is None or _missing(g.get('PR')): return NOT_TESTED
     P = PAPER['structure_global']['PR']
     inside = not _missing(g.get('PR_ci_low')) and g['PR_ci_low'] <= P <= g['PR_ci_high']
-    ours = f"{g['matrix']} PR {pr_text(g)}; PC1 {sig(pct(g.get('PC1')))}%, k95 {sig(g.get('k95'))}"
+    ours = (f"{g['matrix']} PR {pr_text(g)}; PC1 {sig(pct(g.get('PC1')))}% of the variance, "
+            f"{sig(g.get('k95'))} PCs for 95%")
     label = 'yes' if inside else 'no'
     if (sr := _global_seeds(m, g)) is not None and not _missing(sr.get('PR_min')):
         ours += f"; {sig(sr['PR_min'])} to {sig(sr['PR_max'])} across {sr['n_seeds']} seeds"
@@ -454,14 +455,14 @@ def assess_freeze(m: dict) -> dict:
                 f"{int(z['reached_95'])} of {n} seed(s), {_x(z.get('speedup_95'))}{sd('speedup_95_std')} "
                 "as fast as full did")
     else:
-        return dict(label='no', ours=f"{speed_text(z['step_speed'])} over a run; full's loss not reached",
+        return dict(label='no', ours=f"over a run: {speed_text(z['step_speed'])}; full's loss not reached",
                     sentence=head + ("It reached neither the full arm's final test loss nor 95% of its improvement, so "
                                      f"there is no speedup to the same loss: the data do not support the paper's "
                                      f"{lo:g}–{hi:g}× guess.") + _freeze_control(m))
     label, judge = _freeze_judge(z, lo, hi)
     sp = z.get('speedup_full') if z.get('reached_full') else z.get('speedup_95')
-    ours = (f"{speed_text(sp)} as fast to {'full' if z.get('reached_full') else '95% of full'}'s loss; "
-            f"{speed_text(z['step_speed'])} over a run")
+    ours = (f"speed against full SFT to {'its final loss' if z.get('reached_full') else '95% of its improvement'}: "
+            f"{speed_text(sp)}; over a run: {speed_text(z['step_speed'])}")
     return dict(label=label, ours=ours, sentence=head + f"It {what}. " + judge + _freeze_control(m))
 
 # %% ../nbs/06_verdicts.ipynb #6c5d4e3f
