@@ -47,7 +47,7 @@ HEADERS = dict(PC1='PC1 %', max_corr='max corr', free_params_per_row='free param
                gain_kept="amplitudes' gain kept", spectral_basis_numbers='numbers of the spectral bases',
                seeds='seeds', n_splits='folds', groups='folds grouped by', n_perm='permutations',
                perm='permutations made', ridge='linear model', nonlinear_permuted='nonlinear model permuted',
-               kind='kind', note='note', K='K', k='k', n='n', p='p', scheme='scheme', stage='stage')
+               kind='kind', note='note', K='K', k='k (PCs kept)', n='n', p='p', scheme='scheme', stage='stage')
 SCALES = dict(PC1=100)
 SECONDARY = ('rows', 'PR_corrected', 'PR_null_plain', 'erank')   # per-matrix figures moved to a second, narrow table
 STRUCTURE_FIELDS = frozenset({'PR', 'PR_ci_low', 'PR_ci_high', 'PR_null', 'PR_null_low', 'PR_null_high', 'structured',
@@ -251,7 +251,11 @@ def _with_se(r: dict, p: dict) -> dict:
 def render_compression(metrics: dict) -> str:
     m = metrics['compression']
     p = m.get('parameterization') or {}
-    out = [record_table([_with_se(r, p) for r in m.get('stages', [])], first='stage', extra=_paper_stage)]
+    stages = [_with_se(r, p) for r in m.get('stages', [])]
+    cost = ('fidelity', 'fidelity_to_raw', 'test_loss', 'gap_to_raw', 'gain_kept', 'raw_gain_kept', 'gain', 'gain_se')
+    out = ["What each stage stores:\n", record_table(stages, first='stage', hide=cost, extra=_paper_stage),
+           "\nWhat it costs (fidelity of the weight update; test loss, and the shares of the gains over the base it "
+           "keeps):\n", record_table(stages, first='stage', hide=('params', 'ratio', 'k', 'gain', 'gain_se'))]
     if any(not V._missing(p.get(f'{k}_se')) and not V.ratio_defined(p.get(k), p.get(f'{k}_se'))
            for k in ('raw_gain', 'amplitudes_gain')):
         out.append("\n_undefined: the gain that share is of is within two standard errors (paired, per test batch) "
