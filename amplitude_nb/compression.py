@@ -18,7 +18,8 @@ from .train import evaluate
 # %% auto #0
 __all__ = ['STAGES', 'paper_stages', 'raw_params', 'amplitude_counts', 'count_summary', 'pca_reconstruct', 'subspace_params',
            'stored_params', 'compress', 'weight_deltas', 'raw_deltas', 'fidelity', 'rebuild', 'loss_with',
-           'compression_stages', 'with_paper', 'rate_distortion', 'knee', 'per_matrix_k', 'global_k']
+           'batch_losses', 'paired_gain', 'gain_share', 'compression_stages', 'with_paper', 'rate_distortion', 'knee',
+           'per_matrix_k', 'global_k']
 
 # %% ../nbs/14_compression.ipynb #8276feda
 def paper_stages() -> pd.DataFrame:
@@ -140,13 +141,47 @@ def loss_with(model, amps: dict, batches, cache: dict | None = None) -> float:
     if cache is not None: cache[key] = loss
     return loss
 
+# %% ../nbs/14_compression.ipynb #b8c1e2a1
+@torch.no_grad()
+def batch_losses(model, batches) -> tuple[np.ndarray, np.ndarray]:
+    "(mean loss per target token of each batch, its target tokens): `evaluate`, one batch at a time."
+    losses, tokens = [], []
+    for x, y in batches:
+        losses.append(evaluate(model, [(x, y)])); tokens.append(int((y != -100).sum()))
+    return np.asarray(losses, dtype=np.float64), np.asarray(tokens, dtype=np.float64)
+
+def _weighted(v, tokens) -> tuple[float, np.ndarray]:
+    w = np.asarray(tokens, dtype=np.float64); w = w / w.mean()
+    v = np.asarray(v, dtype=np.float64)
+    return float((w * v).sum() / w.sum()), w
+
+def paired_gain(loss_a, loss_b, tokens) -> tuple[float, float]:
+    "(gain, SE): the token-weighted mean of per-batch differences loss_a − loss_b on the same batches, and its SE."
+    d = np.asarray(loss_a, dtype=np.float64) - np.asarray(loss_b, dtype=np.float64)
+    g, w = _weighted(d, tokens)
+    B = len(d)
+    se = float(np.sqrt(((w * (d - g)) ** 2).sum() / (B * (B - 1)))) if B > 1 else float('nan')
+    return g, se
+
+def gain_share(loss_base, loss_ref, loss_x, tokens) -> tuple[float, float]:
+    "(share, SE) of `ref`'s gain over the base that `x` keeps, (L_base − L_x)/(L_base − L_ref), paired by batch."
+    num = np.asarray(loss_base, dtype=np.float64) - np.asarray(loss_x, dtype=np.float64)
+    den = np.asarray(loss_base, dtype=np.float64) - np.asarray(loss_ref, dtype=np.float64)
+    N, w = _weighted(num, tokens); D, _ = _weighted(den, tokens)
+    B = len(num)
+    if D == 0: return float('nan'), float('nan')
+    r = N / D
+    se = float(np.sqrt(((w * (num - r * den)) ** 2).sum() / (B * (B - 1))) / abs(D)) if B > 1 else float('nan')
+    return r, se
+
 # %% ../nbs/14_compression.ipynb #42448b84
 STAGES = ('raw', 'amplitudes', 'subspace_global', 'subspace_per_matrix', 'base')
 
 @torch.no_grad()
 def compression_stages(model, batches, k_global: int, k_matrix: dict, cache: dict | None = None,
                        raw: GPT | None = None) -> pd.DataFrame:
-    "One row per stage of `STAGES`: params, ratio, fidelity(_to_raw), test_loss, gap_to_raw, k, (raw_)gain_kept."
+    """One row per stage of `STAGES`: params, ratio, fidelity(_to_raw), test_loss, gap_to_raw, k, (raw_)gain_kept;
+    gain (over the base) and the shares kept with their paired per-batch standard errors (`gain_se`, `*_kept_se`)."""
     amps = get_amplitudes(model)
     K = next(iter(amps.values())).shape[1]
     target = weight_deltas(model, amps)
@@ -160,6 +195,7 @@ def compression_stages(model, batches, k_global: int, k_matrix: dict, cache: dic
     zeros = {n: np.zeros_like(a) for n, a in amps.items()}
     recs = [dict(stage='raw', params=n_raw, fidelity=fidelity(target, raw_target) if merged else np.nan,
                  fidelity_to_raw=1.0, test_loss=evaluate(raw, batches), k=np.nan)]
+    per = {'raw': batch_losses(raw, batches)}                          # (per-batch losses, tokens) of every stage
     for stage, a, cost, k in [('amplitudes', amps, sum(v.size for v in amps.values()), K),
                               ('subspace_global', g_amps, g_cost, k_global),
                               ('subspace_per_matrix', m_amps, m_cost, float(np.mean(list(k_matrix.values())))),
@@ -168,12 +204,19 @@ def compression_stages(model, batches, k_global: int, k_matrix: dict, cache: dic
         recs.append(dict(stage=stage, params=int(cost), fidelity=fidelity(target, delta),
                          fidelity_to_raw=fidelity(raw_target, delta),
                          test_loss=loss_with(model, a, batches, cache=cache), k=k))
+        old = get_amplitudes(model)
+        try: set_amplitudes(model, {n: np.asarray(v, dtype=np.float32) for n, v in a.items()}); per[stage] = batch_losses(model, batches)
+        finally: set_amplitudes(model, old)
     df = pd.DataFrame(recs)
     df.insert(2, 'ratio', [n_raw / p if p else np.inf for p in df.params])
     l_raw, l_amp, l_base = df.test_loss[0], df.test_loss[1], df.test_loss[4]
     df.insert(6, 'gap_to_raw', df.test_loss - l_raw)
     df['gain_kept'] = (l_base - df.test_loss) / (l_base - l_amp) if l_base != l_amp else np.nan
     df['raw_gain_kept'] = [functional_fidelity(l_base, l_raw, l) for l in df.test_loss]
+    tok, lb = per['raw'][1], per['base'][0]
+    df['gain'], df['gain_se'] = zip(*(paired_gain(lb, per[s][0], tok) for s in df.stage))
+    df['gain_kept_se'] = [gain_share(lb, per['amplitudes'][0], per[s][0], tok)[1] for s in df.stage]
+    df['raw_gain_kept_se'] = [gain_share(lb, per['raw'][0], per[s][0], tok)[1] for s in df.stage]
     return df
 
 # %% ../nbs/14_compression.ipynb #f3b4c5d6

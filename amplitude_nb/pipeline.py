@@ -411,14 +411,20 @@ def choose_tokenizer(tokenizer=None, checkpoint=None, base=None) -> tuple:
     return None, f"no tokenizer (--tokenizer, or one of {', '.join(data.TOKENIZER_FILES)} in {where})"
 
 # %% ../nbs/20_pipeline.ipynb #f8c74138
-def heldout_losses(models: dict, tok, n_ctx: int, *, sft=None, n=128, batch_size=16) -> dict | None:
-    "{name: mean loss} of each model on (up to `n` pairs of) the SFT validation split; None if it is empty."
+def heldout_losses(models: dict, tok, n_ctx: int, *, sft=None, n=128, batch_size=16, paired: bool = False):
+    """{name: mean loss} of each model on (up to `n` pairs of) the SFT validation split; None if it is empty.
+    `paired=True`: also the per-batch losses on the same batches, as `(means, {name: per-batch losses}, tokens)`, from
+    which `compression.paired_gain` and `gain_share` give the standard errors of the paired differences."""
     from amplitude_nb.train import evaluate
+    from amplitude_nb.compression import batch_losses
     pairs = data.split_pairs(data.get_sft_pairs(sft))['val']
     sd = data.SFTData(tok, pairs, n_ctx)
     if len(sd) == 0: return None
     batches = data.eval_batches(sd, batch_size, n=n, seed=0)
-    return {k: evaluate(m, batches) for k, m in models.items()}
+    means = {k: evaluate(m, batches) for k, m in models.items()}
+    if not paired: return means
+    per = {k: batch_losses(m, batches) for k, m in models.items()}
+    return means, {k: v[0] for k, v in per.items()}, next(iter(per.values()))[1]
 
 # %% ../nbs/20_pipeline.ipynb #52ba12ad
 @dataclass
@@ -449,6 +455,7 @@ def prepare_checkpoint(checkpoint, base=None, work: Path = None, *, tokenizer=No
     from amplitude_nb.model import load_checkpoint, save_checkpoint, GPT
     from amplitude_nb.amplitudes import (fit_model_amplitudes, add_amplitudes, set_amplitudes, make_bases, target_names,
                                          read_amplitude_file, fit_records, functional_fidelity)
+    from amplitude_nb.compression import paired_gain, gain_share
     checkpoint, work = Path(checkpoint).resolve(), Path(work)
     base = Path(base).resolve() if base is not None else None
     tok, where = choose_tokenizer(tokenizer, checkpoint, base)
@@ -478,14 +485,20 @@ def prepare_checkpoint(checkpoint, base=None, work: Path = None, *, tokenizer=No
     prov = dict(source='fitted', checkpoint=checkpoint, base=base or 'W0 = 0', package_version=amplitude_nb.__version__)
     _save_fitted(amps, d/'amplitudes.safetensors', K=K, seed=seed, provenance=prov)
     if base_model is None: have['base'] = "no base checkpoint (--base): amplitudes fitted against W0 = 0"
-    fit = dict(matrices=records, functional_fidelity=None, heldout_losses=None)
+    fit = dict(matrices=records, functional_fidelity=None, functional_fidelity_se=None, gain=None, gain_se=None,
+               heldout_losses=None)
     if base_model is not None and have['tokenizer'] is None:
         fitted = set_amplitudes(add_amplitudes(copy.deepcopy(base_model), K=K, seed=seed, bases=bases), amps)
         models = dict(base=base_model, checkpoint=model, amplitudes=fitted)
-        losses = heldout_losses(models, tok, model.config.n_ctx, sft=sft)
-        if losses:
+        held = heldout_losses(models, tok, model.config.n_ctx, sft=sft, paired=True)
+        if held:
+            losses, per, tokens = held
             ff = functional_fidelity(losses['base'], losses['checkpoint'], losses['amplitudes'])
-            fit.update(heldout_losses=losses, functional_fidelity=ff if math.isfinite(ff) else None)
+            gain, gain_se = paired_gain(per['base'], per['checkpoint'], tokens)
+            ff_se = gain_share(per['base'], per['checkpoint'], per['amplitudes'], tokens)[1]
+            fin = lambda v: v if math.isfinite(v) else None
+            fit.update(heldout_losses=losses, functional_fidelity=fin(ff), functional_fidelity_se=fin(ff_se),
+                       gain=fin(gain), gain_se=fin(gain_se))
     ff = fit['functional_fidelity']
     _phase('checkpoint', t, 'amplitudes fitted; functional fidelity ' + ('—' if ff is None else f"{ff:.3f}"), log=log)
     return Prepared(d, have, fit=fit, amplitudes=d/'amplitudes.safetensors', raw=checkpoint, base_dir=base)

@@ -7,15 +7,16 @@ from __future__ import annotations
 import base64, html, json, re, textwrap
 from pathlib import Path
 from . import verdicts as V
-from .study import PAPER, CLAIMS, SECTIONS, PROFILES, SECTION_NAMES, matrix_label, matrix_order, section
+from .study import PAPER, CLAIMS, SECTIONS, PROFILES, SECTION_NAMES, KIND_ORDER, matrix_label, matrix_order, section
 
 # %% auto #0
-__all__ = ['HEADERS', 'SCALES', 'STRUCTURE_FIELDS', 'MAX_TRAJECTORY_ROWS', 'RENDERERS', 'CSS', 'cell', 'md_table', 'header',
-           'scaled', 'record_table', 'table_notes', 'paper_layers', 'render_structure', 'seeds_md', 'render_gradient',
-           'seed_gradient_md', 'render_corpus', 'render_sft', 'render_compression', 'recipe_row', 'render_recipe',
-           'recipe_list', 'render_trajectory', 'render_generic', 'section_md', 'banner', 'precision_text', 'run_line',
-           'fit_md', 'headline', 'headline_md', 'duration', 'timing_line', 'write_report', 'write_html', 'compare_runs',
-           'write_rebuild', 'timing_extras', 'study_paragraph', 'update_readme']
+__all__ = ['HEADERS', 'SCALES', 'SECONDARY', 'STRUCTURE_FIELDS', 'MAX_TRAJECTORY_ROWS', 'RECIPE_TABLES', 'RENDERERS', 'CSS',
+           'cell', 'md_table', 'header', 'kv_text', 'scaled', 'record_table', 'table_notes', 'paper_layers',
+           'secondary_table', 'render_structure', 'seeds_md', 'render_gradient', 'seed_gradient_md', 'render_corpus',
+           'render_sft', 'render_compression', 'recipe_row', 'recipe_tables', 'render_recipe', 'recipe_list',
+           'render_trajectory', 'render_generic', 'section_md', 'banner', 'precision_text', 'run_line', 'fit_md',
+           'headline', 'headline_md', 'duration', 'timing_line', 'slug', 'contents', 'write_report', 'write_html',
+           'compare_runs', 'write_rebuild', 'timing_extras', 'study_paragraph', 'update_readme']
 
 # %% ../nbs/21_report.ipynb #e809ebbd
 def cell(x) -> str:
@@ -34,18 +35,32 @@ def md_table(rows: list[dict], cols: list[str] | None = None) -> str:
 # %% ../nbs/21_report.ipynb #3b4c5d6e
 HEADERS = dict(PC1='PC1 %', max_corr='max corr', free_params_per_row='free params / row', p_value='p', rho='ρ',
                chance_mean='chance (mean)', chance_p95='chance (95th pct)', PR_corrected='PR (bias-corrected)',
-               alignment_basis_only='alignment, basis only', test_loss='test loss', gain_kept='gain kept',
+               alignment_basis_only='alignment, basis only', test_loss='test loss',
                val_before='val loss before', val_after='val loss after', global_PR='global PR',
                global_PR_null='global PR (noise)', median_PR='median PR', min_PR='min PR',
-               fidelity_chance='chance (K/n_in)', fidelity_bound='SVD bound')
+               fidelity_chance='chance (K/n_in)', fidelity_bound='SVD bound', step='step',
+               **{f'PR_{k}': f'stacked PR, {k.removeprefix("attn.")}' for k in KIND_ORDER},
+               raw_params='parameters of the model', base_params='parameters of the base', erank='effective rank',
+               PR_null_plain='noise PR (plug-in)', rows='rows', k95='PCs for 95%',
+               n_rotations='rotations', fidelity_to_raw='fidelity to the checkpoint', params='numbers stored',
+               gap_to_raw='test-loss gap to the checkpoint', raw_gain_kept="checkpoint's gain kept",
+               gain_kept="amplitudes' gain kept", spectral_basis_numbers='numbers of the spectral bases',
+               seeds='seeds', n_splits='folds', groups='folds grouped by', n_perm='permutations',
+               perm='permutations made', ridge='linear model', nonlinear_permuted='nonlinear model permuted',
+               kind='kind', note='note', K='K', k='k (PCs kept)', n='n', p='p', scheme='scheme', stage='stage')
 SCALES = dict(PC1=100)
+SECONDARY = ('rows', 'PR_corrected', 'PR_null_plain', 'erank')   # per-matrix figures moved to a second, narrow table
 STRUCTURE_FIELDS = frozenset({'PR', 'PR_ci_low', 'PR_ci_high', 'PR_null', 'PR_null_low', 'PR_null_high', 'structured',
                               'verdict', 'matrix', 'layer', 'kind', 'K', 'label',
                               'members'})   # a global row's members are named in the note under its table
 
 def header(key: str) -> str:
-    "A column header for a metrics key."
+    "A column header for a metrics key: `HEADERS`, else the key with '_' read as a space (`PR_x` as 'PR x')."
     return HEADERS.get(key, key.replace('_', ' '))
+
+def kv_text(d: dict) -> str:
+    "A small dict of settings as prose: 'folds: 5; folds grouped by: matrix; …' (real characters, no JSON)."
+    return '; '.join(f"{header(k)}: {cell(v)}" for k, v in (d or {}).items()) or '—'
 
 def scaled(key: str, v):
     "`v` in the units its header names (PC1 as a percentage)."
@@ -101,15 +116,27 @@ def paper_layers(s: dict) -> list[dict]:
         rows.append(row)
     return rows
 
+def secondary_table(records: list[dict]) -> str:
+    "The `SECONDARY` figures of each record (rows, bias-corrected PR, plug-in noise PR, effective rank), or ''."
+    keys = [k for k in SECONDARY if any(k in r for r in records)]
+    if not keys: return ''
+    recs = sorted(records, key=lambda r: (not str(r.get('matrix', '')).startswith('global'),   # global rows first
+                                           matrix_order(str(r.get('matrix', '')))))
+    return md_table([{'matrix': matrix_label(str(r.get('matrix'))), **{header(k): r.get(k) for k in keys}} for r in recs])
+
 def render_structure(metrics: dict) -> str:
     s = metrics['structure']
-    gl = V.structure_globals(s)
-    out = ["Global rows (the rows of the matrices named, stacked):\n", record_table(gl, extra=_paper_global_cols(s))]
+    gl, mats = V.structure_globals(s), s.get('matrices', [])
+    out = ["Global rows (the rows of the matrices named, stacked):\n",
+           record_table(gl, hide=SECONDARY, extra=_paper_global_cols(s))]
     if s.get('global_note'): out.append(f"\n{s['global_note']}\n")
     out += ["\nThe paper's per-layer table (— where our model has no such matrix):\n", md_table(paper_layers(s)),
             "\nEvery matrix (PR with its 95% bootstrap interval; noise: the PR of an isotropic update seen through "
-            "the same basis, with its interval):\n", record_table(s.get('matrices', [])),
-            table_notes(gl + s.get('matrices', [])), seeds_md(s)]
+            "the same basis, with its interval):\n", record_table(mats, hide=SECONDARY)]
+    if (sec := secondary_table(gl + mats)):
+        out += ["\nThe same rows, secondary figures (the PR's jackknife bias correction, the noise PR's plug-in value, "
+                "the effective rank):\n", sec]
+    out += [table_notes(gl + mats), seeds_md(s)]
     return '\n'.join(out)
 
 def seeds_md(s: dict) -> str:
@@ -163,7 +190,7 @@ def render_corpus(metrics: dict) -> str:
             dict(quantity='mean cos(−gradient at A = 0, final A) per matrix', ours=m.get('onestep_cosine_mean'))]
     out = [md_table(rows, ['quantity', 'ours', 'control', 'paper']),
            f"\nMatching: {m.get('matching', '—')}. Global: {m.get('global_definition', '—')}. "
-           f"Cross-validation: {json.dumps(m.get('cv'))}.\n"]
+           f"Cross-validation: {kv_text(m.get('cv'))}.\n"]
     if m.get('alignment_by_matrix'):
         n = ch.get('n_rotations')
         vs = lambda r: {'vs chance': V.p_label(r.get('p_value'), n)}
@@ -198,7 +225,7 @@ def render_sft(metrics: dict) -> str:
         n1 = round(n1) if isinstance(n1, float) else n1                     # a mean over seeds of a count
         share = None if n1 is None or not n0 else a.get('pct_params', 0) * n1 / n0
         rows.append({'arm': k, 'trainable (start → end)': _start_end(n0, n1),
-                     '% params': _start_end(a.get('pct_params'), share), 'lr': _lr(a.get('lr')), 'L0': a.get('L0'),
+                     '% params': _start_end(a.get('pct_params'), share), 'learning rate': _lr(a.get('lr')), 'L0': a.get('L0'),
                      'test loss': pm(a.get('test_loss_mean'), a.get('test_loss_std')),
                      'efficiency': efficiency(a),
                      'seconds': (tm.get(k) or {}).get('seconds'), 'paper': paper.get(k, '—')})
@@ -210,14 +237,34 @@ def _paper_stage(r: dict) -> dict:
     p = PAPER['compression'].get(r.get('stage'))
     return {'paper': f"{p['params']:,} ({p['ratio']}×)" if p else '—'}
 
+def _with_se(r: dict, p: dict) -> dict:
+    "A stage record whose gain-kept shares carry their paired standard errors ('x ± se', or 'undefined')."
+    r = dict(r)
+    for k, den, den_se in (('raw_gain_kept', p.get('raw_gain'), p.get('raw_gain_se')),
+                           ('gain_kept', p.get('amplitudes_gain'), p.get('amplitudes_gain_se'))):
+        se = r.pop(f'{k}_se', None)
+        if V._missing(den_se) or V._missing(den): continue                    # an older run: no standard errors
+        if not V.ratio_defined(den, den_se): r[k] = 'undefined'
+        elif not V._missing(r.get(k)): r[k] = V.ratio_text(r[k] * den, None, den, den_se, se=se)
+    return r
+
 def render_compression(metrics: dict) -> str:
     m = metrics['compression']
-    out = [record_table(m.get('stages', []), first='stage', extra=_paper_stage)]
+    p = m.get('parameterization') or {}
+    stages = [_with_se(r, p) for r in m.get('stages', [])]
+    cost = ('fidelity', 'fidelity_to_raw', 'test_loss', 'gap_to_raw', 'gain_kept', 'raw_gain_kept', 'gain', 'gain_se')
+    out = ["What each stage stores:\n", record_table(stages, first='stage', hide=cost, extra=_paper_stage),
+           "\nWhat it costs (fidelity of the weight update; test loss, and the shares of the gains over the base it "
+           "keeps):\n", record_table(stages, first='stage', hide=('params', 'ratio', 'k', 'gain', 'gain_se'))]
+    if any(not V._missing(p.get(f'{k}_se')) and not V.ratio_defined(p.get(k), p.get(f'{k}_se'))
+           for k in ('raw_gain', 'amplitudes_gain')):
+        out.append("\n_undefined: the gain that share is of is within two standard errors (paired, per test batch) "
+                   "of zero._\n")
     if m.get('counts'):
         out += [f"\nAmplitude counts of this model (the paper's {PAPER['amplitudes']:,} count `attn.c_proj` only):\n",
-                md_table(m['counts'])]
+                md_table([{header(k): v for k, v in r.items()} for r in m['counts']])]
     if m.get('uncounted'):
-        out.append("\nNot counted in any stage: " + ', '.join(f"{k} {cell(v)}" for k, v in m['uncounted'].items())
+        out.append("\nNot counted in any stage: " + ', '.join(f"{header(k)} {cell(v)}" for k, v in m['uncounted'].items())
                    + '.\n')
     if m.get('knee'):
         out += [f"\nRate–distortion knee (smallest k whose loss keeps all but {cell(V.pct(m.get('knee_tolerance')))}% "
@@ -248,16 +295,43 @@ def recipe_row(r: dict) -> dict:
                                                 f"{s(r.get('fidelity_bound'))})")
     return row
 
-def render_recipe(metrics: dict) -> str:
+RECIPE_TABLES = (
+    ("The runs and the validation loss they reached:",
+     ('optimizer', 'steps', 'basis', 'targets', 'learning rate', 'val loss (before → after)')),
+    ("Their PR (stacked PR: the rows of every matrix of one kind, which share a basis, stacked; noise: the same "
+     "statistic for an isotropic update through the same basis):",
+     ('stacked PR per kind [95% CI]', 'noise PR', 'median PR', 'min PR')),
+    ("What the paper's claims read from each run (and, for a fitted run, its fidelity against chance and the SVD "
+     "bound):", ('kurtosis (median; max)', 'depth ρ (p)', 'matrices structured', 'crystallizable',
+                 'fit: fidelity (chance; bound)')))
+
+def recipe_tables(runs: list[dict]) -> str:
+    "§6's runs as three narrow tables keyed by run number: the run and its loss; its PR; the claim-relevant columns."
+    rows = [{'run': i + 1, **recipe_row(r)} for i, r in enumerate(runs)]
+    for r in rows: r['learning rate'] = r.pop('lr', None)
+    out = []
+    for text, cols in RECIPE_TABLES:
+        cols = [c for c in cols if any(c in r for r in rows)]
+        if cols: out += [f"{text}\n", md_table(rows, ['run', *cols])]
+    return '\n'.join(out)
+
+def _trajectory_md(tr: list, run_dir) -> str:
+    "PR along training: the recipe notebook's figure when the run has one, else the points as a short table."
+    if not tr: return ''
+    fig = 'figures/recipe_trajectories.png'
+    if run_dir is not None and (Path(run_dir)/fig).exists():
+        runs = len({r.get('run') for r in tr if isinstance(r, dict)})
+        return (f"\nPR along training ({len(tr)} points of {runs} run(s); the numbers are in `metrics.json`, "
+                f"`recipe.trajectory`):\n\n![PR along training]({fig})\n")
+    if isinstance(tr[0], dict) and len(tr) <= MAX_TRAJECTORY_ROWS:
+        return "\nPR along training:\n\n" + md_table([{header(k): v for k, v in r.items()} for r in tr])
+    return f"\nPR along training: {len(tr)} points in `metrics.json` (`recipe.trajectory`).\n"
+
+def render_recipe(metrics: dict, run_dir=None) -> str:
     m = metrics['recipe']
-    rows = [recipe_row(r) for r in m.get('runs', [])]
-    out = ["One row per run from the same base (stacked PR: the rows of every matrix of one kind, which share a "
-           "basis, stacked; noise: the same statistic for an isotropic update through the same basis):\n",
-           md_table(rows) if rows else '_(no runs)_\n']
-    tr = m.get('trajectory') or []
-    if tr and isinstance(tr[0], dict) and len(tr) <= MAX_TRAJECTORY_ROWS:
-        out += ["\nPR along training:\n", md_table(tr)]
-    elif tr: out.append(f"\nPR along training: {len(tr)} points in `metrics.json` (`recipe.trajectory`).\n")
+    runs = m.get('runs', [])
+    out = [f"{len(runs)} run(s) from the same base, numbered in the three tables below.\n", recipe_tables(runs)
+           if runs else '_(no runs)_\n', _trajectory_md(m.get('trajectory') or [], run_dir)]
     v = V.recipe_verdicts(metrics)
     if v: out += ["\n**Verdicts.**\n", recipe_list(v)]
     return '\n'.join(out)
@@ -292,10 +366,11 @@ RENDERERS = dict(structure=render_structure, gradient=render_gradient, corpus=re
                  compression=render_compression, recipe=render_recipe, trajectory=render_trajectory)
 
 # %% ../nbs/21_report.ipynb #3d4e5f60
-def _figures(run_dir, prefix: str) -> str:
+def _figures(run_dir, prefix: str, body: str = '') -> str:
+    "The section's figures, each once: those the body already links are left out."
     if run_dir is None: return ''
     figs = sorted((Path(run_dir)/'figures').glob(f'{prefix}*.png'))
-    return ''.join(f"![{f.stem}](figures/{f.name})\n" for f in figs)
+    return ''.join(f"![{f.stem}](figures/{f.name})\n" for f in figs if f"(figures/{f.name})" not in body)
 
 def section_md(name: str, metrics: dict, run_dir=None) -> str:
     "One section of the report: title, tables, verdict, figures; or one line saying why it did not run."
@@ -304,9 +379,10 @@ def section_md(name: str, metrics: dict, run_dir=None) -> str:
     skipped = (metrics.get('run') or {}).get('skipped') or {}
     if name in skipped: return title + f"_Not run: {skipped[name]}._\n"
     if name not in metrics: return title + "_Not run: no metrics were recorded._\n"
-    body = RENDERERS[name](metrics) if name in RENDERERS else render_generic(name, metrics[name])
+    body = (render_recipe(metrics, run_dir) if name == 'recipe' else RENDERERS[name](metrics) if name in RENDERERS
+            else render_generic(name, metrics[name]))
     verdict = V.section_verdict(name, metrics) if name != 'recipe' else ''
-    return title + body + (f"\n**Verdict.** {verdict}\n" if verdict else '') + '\n' + _figures(run_dir, name)
+    return title + body + (f"\n**Verdict.** {verdict}\n" if verdict else '') + '\n' + _figures(run_dir, name, body)
 
 # %% ../nbs/21_report.ipynb #6f708193
 def banner(metrics: dict) -> str:
@@ -404,17 +480,26 @@ def timing_line(metrics: dict) -> str:
     return out + '.'
 
 # %% ../nbs/21_report.ipynb #1f2f842c
+def slug(title: str) -> str:
+    "The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as '-' ('4. Amplitude-only SFT' → '4-amplitude-only-sft')."
+    return re.sub(r'[^\w\- ]', '', title.strip().lower()).replace(' ', '-')
+
+def contents(text: str) -> str:
+    "A table of contents of a report's `## ` headings, each a link to its anchor."
+    heads = [l[3:].strip() for l in text.splitlines() if l.startswith('## ')]
+    return "**Contents:** " + ' · '.join(f"[{h}](#{slug(h)})" for h in heads) + '\n' if heads else ''
+
 def write_report(run_dir, metrics: dict | None = None) -> Path:
-    "Write `run_dir/REPORT.md` from its metrics.json (or the given `metrics`)."
+    "Write `run_dir/REPORT.md` from its metrics.json (or the given `metrics`): a table of contents, then the report."
     run_dir = Path(run_dir)
     metrics = metrics if metrics is not None else json.loads((run_dir/'metrics.json').read_text())
-    head = [f"# {PAPER['title']}: regenerated\n", banner(metrics), run_line(metrics), "## Headline\n",
-            headline_md(metrics)]
+    top = [f"# {PAPER['title']}: regenerated\n", banner(metrics), run_line(metrics)]
+    head = ["## Headline\n", headline_md(metrics)]
     if (tl := timing_line(metrics)): head.append(f"\nWall clock: {tl}\n")
     head.append(fit_md(metrics))
-    body = [section_md(s.name, metrics, run_dir) for s in SECTIONS]
+    rest = '\n'.join(h for h in head if h) + '\n' + '\n'.join(section_md(s.name, metrics, run_dir) for s in SECTIONS)
     p = run_dir/'REPORT.md'
-    p.write_text('\n'.join(h for h in head if h) + '\n' + '\n'.join(body))
+    p.write_text('\n'.join(t for t in [*top, contents(rest)] if t) + '\n' + rest)
     return p
 
 # %% ../nbs/21_report.ipynb #4c5b6a79
@@ -434,6 +519,8 @@ def write_html(run_dir) -> Path:
     run_dir = Path(run_dir)
     body = mistune.create_markdown(escape=True, plugins=['table', 'strikethrough'])((run_dir/'REPORT.md').read_text())
     body = re.sub(r'(<img src=")(?!data:)([^"]+)(")', lambda m: _embed(m, run_dir), body)
+    body = re.sub(r'<h2>(.*?)</h2>', lambda m: f'<h2 id="{slug(html.unescape(re.sub("<[^>]+>", "", m.group(1))))}">'
+                  f'{m.group(1)}</h2>', body)                                # the anchors the table of contents links
     title = html.escape(f"{PAPER['title']}: regenerated")
     p = run_dir/'REPORT.html'
     p.write_text(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
@@ -515,7 +602,9 @@ def update_readme(run_dir, readme='README.md', command='make reproduce',
                                                for s in [line, *timing_extras(run_dir, fresh_clone)]))
     sha = (m.get('corpus') or {}).get('corpus_sha256') or run.get('corpus_sha256')
     results = (f"From `{run_dir}/REPORT.md`, made by `{command}` (profile {run.get('profile') or 'run'}"
-               + (f", corpus SHA-256 `{str(sha)[:12]}…`" if _corpus_ran(m) and sha else '') + "):\n\n"
+               + (f", corpus SHA-256 `{str(sha)[:12]}…`" if _corpus_ran(m) and sha else '')
+               + f"), each claim of the paper *{PAPER['title']}* ({PAPER['authors']}, {PAPER['date']}) against our "
+               "run:\n\n"
                + headline_md(m))
     readme.write_text(_fill(text, 'results', results, required=True))
     return readme

@@ -10,12 +10,12 @@ import math
 __all__ = ['STRUCTURE_WORDS', 'STRUCTURE_LABELS', 'NOT_TESTED', 'KURTOSIS_HUNDREDS', 'KURTOSIS_HEAVY', 'MODEST_GAIN',
            'CHANCE_FACTOR', 'ASSESSMENTS', 'SECTION_CLAIMS', 'compare_intervals', 'structured', 'structure_verdict',
            'p_uncertainty', 'p_verdict', 'p_label', 'threshold_verdict', 'sig', 'ci_text', 'pr_outside', 'pr_text',
-           'signed', 'pct', 'ratio_defined', 'ratio_se', 'ratio_text', 'null_interval', 'structure_label', 'null_text',
-           'structure_globals', 'paper_global', 'seed_counts', 'seeds_sentence', 'structure_summary',
-           'assess_global_pr', 'assess_crystallizable', 'assess_kurtosis', 'assess_depth', 'assess_alignment',
-           'assess_corpus_r2', 'section_timing', 'arm_gain', 'full_gain', 'assess_c_proj', 'assess_freeze',
-           'assess_compression', 'compression_gap', 'fit_rows', 'fit_label', 'fit_summary', 'assess_trajectory',
-           'assess', 'supported', 'recipe_verdicts', 'section_verdict']
+           'signed', 'pct', 'ratio_defined', 'ratio_se', 'ratio_text', 'kept_text', 'null_interval', 'structure_label',
+           'null_text', 'structure_globals', 'paper_global', 'seed_counts', 'seeds_sentence', 'structure_summary',
+           'assess_structured', 'assess_global_pr', 'assess_crystallizable', 'assess_kurtosis', 'assess_depth',
+           'assess_alignment', 'assess_corpus_r2', 'section_timing', 'arm_gain', 'full_gain', 'assess_c_proj',
+           'speed_text', 'assess_freeze', 'assess_compression', 'compression_gap', 'fit_rows', 'fit_label',
+           'fit_summary', 'assess_trajectory', 'assess', 'supported', 'recipe_verdicts', 'section_verdict']
 
 # %% ../nbs/06_verdicts.ipynb #7d1e0a21
 from collections import Counter
@@ -120,15 +120,27 @@ def ratio_se(num, num_se, den, den_se) -> float:
     r = num / den
     return math.sqrt((num_se or 0.0) ** 2 + r * r * (den_se or 0.0) ** 2) / abs(den)
 
-def ratio_text(num, num_se, den, den_se, digits: int = 3, percent: bool = False) -> str:
-    "'r ± se' (or 'r% ± se%'), or 'undefined (…)' when the denominator is within two standard errors of zero."
+def ratio_text(num, num_se, den, den_se, digits: int = 3, percent: bool = False, se=None) -> str:
+    """'r ± se' (or 'r% ± se%'), or 'undefined (…)' when the denominator is within two standard errors of zero.
+    `se`: the ratio's own standard error when it is known (paired per-batch losses give it); else first order."""
     if _missing(num) or _missing(den): return '—'
     if not ratio_defined(den, den_se):
         return f"undefined (denominator {sig(den, digits)} ± {sig(den_se, digits)}, within two standard errors of 0)"
-    r, se = num / den, ratio_se(num, num_se, den, den_se)
+    r, se = num / den, ratio_se(num, num_se, den, den_se) if _missing(se) else se
     f = 100.0 if percent else 1.0
     unit = '%' if percent else ''
     return f"{sig(r * f, digits)}{unit} ± {sig(se * f, digits)}{unit}"
+
+# %% ../nbs/06_verdicts.ipynb #5a1e7c21
+def kept_text(share, share_se, gain, gain_se, what: str = "the checkpoint's held-out loss gain over the base") -> str:
+    "'keeps x% ± se% of <what> (gain g ± s nats)', or why it is undefined; 'keeps x% of <what>' when no SE was recorded."
+    if _missing(gain) or _missing(gain_se):
+        return '' if _missing(share) else f"keeps {sig(pct(share))}% of {what}"
+    if not ratio_defined(gain, gain_se):
+        return (f"keeps an undefined share of {what}: that gain, {sig(gain)} ± {sig(gain_se)} nats, is within two "
+                "standard errors of zero")
+    return (f"keeps {ratio_text(share * gain, None, gain, gain_se, percent=True, se=share_se)} of {what} "
+            f"(gain {sig(gain)} ± {sig(gain_se)} nats)")
 
 # %% ../nbs/06_verdicts.ipynb #4f2a9b61
 STRUCTURE_LABELS = {'below': 'structured', 'overlap': 'indistinguishable from noise',
@@ -212,21 +224,35 @@ NOT_TESTED = dict(label='not tested', ours='—', sentence='')
 def _section(m: dict, name: str):
     return None if name in ((m.get('run') or {}).get('skipped') or {}) else m.get(name)
 
-def assess_global_pr(m: dict) -> dict:
-    "Claim `global_pr`: structured, and the paper's global PR inside our interval."
+def _global_seeds(m: dict, g: dict) -> dict | None:
+    return next((r for r in (_section(m, 'structure').get('seed_summary') or []) if r['matrix'] == g['matrix']), None)
+
+def assess_structured(m: dict) -> dict:
+    "Claim `structured`: the paper-comparable global row's PR interval lies below its noise interval."
     g = paper_global(_section(m, 'structure') or {})
     if g is None or _missing(g.get('PR')): return NOT_TESTED
-    P, lab = PAPER['structure_global']['PR'], structure_label(g)
-    inside = not _missing(g.get('PR_ci_low')) and g['PR_ci_low'] <= P <= g['PR_ci_high']
-    ours = (f"{g['matrix']} PR {pr_text(g)}, noise {null_text(g)}; "
-            f"PC1 {sig(pct(g.get('PC1')))}%, k95 {sig(g.get('k95'))}")
-    label = 'yes' if lab == 'structured' and inside else 'no'
-    sr = next((r for r in (_section(m, 'structure').get('seed_summary') or []) if r['matrix'] == g['matrix']), None)
-    if sr is not None:
+    lab = structure_label(g)
+    ours = f"{g['matrix']} PR {pr_text(g)} against noise {null_text(g)}: {lab}"
+    label = 'yes' if lab == 'structured' else 'no'
+    if (sr := _global_seeds(m, g)) is not None:
         n, k = sr['n_seeds'], sr['structured_seeds']
         ours += f"; structured in {'all ' + str(n) if k == n else f'{k} of {n}'} seeds"
         if label == 'yes' and k < n: label = 'marginal'           # holds in this seed, not in every seed
     return dict(label=label, ours=ours, sentence=structure_summary(_section(m, 'structure')))
+
+def assess_global_pr(m: dict) -> dict:
+    "Claim `global_pr`: the paper's global PR (4.26 of 8) inside our interval of the paper-comparable global row."
+    g = paper_global(_section(m, 'structure') or {})
+    if g is None or _missing(g.get('PR')): return NOT_TESTED
+    P = PAPER['structure_global']['PR']
+    inside = not _missing(g.get('PR_ci_low')) and g['PR_ci_low'] <= P <= g['PR_ci_high']
+    ours = (f"{g['matrix']} PR {pr_text(g)}; PC1 {sig(pct(g.get('PC1')))}% of the variance, "
+            f"{sig(g.get('k95'))} PCs for 95%")
+    label = 'yes' if inside else 'no'
+    if (sr := _global_seeds(m, g)) is not None and not _missing(sr.get('PR_min')):
+        ours += f"; {sig(sr['PR_min'])} to {sig(sr['PR_max'])} across {sr['n_seeds']} seeds"
+    words = 'inside our interval, as the paper reports' if inside else 'outside our interval'
+    return dict(label=label, ours=ours, sentence=f"The paper's global PR {P} lies {words}.")
 
 # %% ../nbs/06_verdicts.ipynb #2b7f4c16
 KURTOSIS_HUNDREDS, KURTOSIS_HEAVY = 100.0, 10.0
@@ -267,10 +293,11 @@ def assess_kurtosis(m: dict) -> dict:
     r = max(rows, key=lambda r: r['kurtosis'])
     k, med = r['kurtosis'], sorted(x['kurtosis'] for x in rows)[len(rows) // 2]
     label = 'yes' if k >= KURTOSIS_HUNDREDS else 'no' if k < KURTOSIS_HEAVY else 'marginal'
-    ours = f"max {sig(k)} ({matrix_label(r['matrix'])}), median {sig(med)}"
+    vals = f"max {sig(k)} ({matrix_label(r['matrix'])}), median {sig(med)}"
     words = {'yes': 'in the hundreds, as the paper reports', 'no': 'not heavy-tailed, unlike the paper\'s hundreds',
              'marginal': 'heavy-tailed, but short of the paper\'s hundreds'}[label]
-    return dict(label=label, ours=ours, sentence=f"Excess kurtosis per matrix: {ours}: {words}.")
+    return dict(label=label, ours=f"excess kurtosis per matrix: {vals}",
+                sentence=f"Excess kurtosis per matrix: {vals}: {words}.")
 
 # %% ../nbs/06_verdicts.ipynb #1e6f5c27
 def assess_depth(m: dict) -> dict:
@@ -376,6 +403,11 @@ def _arm(m: dict, name: str) -> dict | None:
 
 def _x(v) -> str: return f"{sig(v)}×"
 
+def speed_text(v) -> str:
+    "A speed ratio against full SFT that says which way it goes: '0.846× (slower: below 1)', '1.36× (faster: above 1)'."
+    if _missing(v): return '—'
+    return _x(v) + (' (slower: below 1)' if sig(v) != sig(1.0) and v < 1 else ' (faster: above 1)' if sig(v) != sig(1.0) and v > 1 else '')
+
 def _freeze_judge(z: dict, lo: float, hi: float) -> tuple[str, str]:
     sp = z['speedup_full'] if z.get('reached_full') else z.get('speedup_95')
     spread = z.get('speedup_full_std' if z.get('reached_full') else 'speedup_95_std')
@@ -423,13 +455,14 @@ def assess_freeze(m: dict) -> dict:
                 f"{int(z['reached_95'])} of {n} seed(s), {_x(z.get('speedup_95'))}{sd('speedup_95_std')} "
                 "as fast as full did")
     else:
-        return dict(label='no', ours=f"{_x(z['step_speed'])} over a run; full's loss not reached",
+        return dict(label='no', ours=f"over a run: {speed_text(z['step_speed'])}; full's loss not reached",
                     sentence=head + ("It reached neither the full arm's final test loss nor 95% of its improvement, so "
                                      f"there is no speedup to the same loss: the data do not support the paper's "
                                      f"{lo:g}–{hi:g}× guess.") + _freeze_control(m))
     label, judge = _freeze_judge(z, lo, hi)
     sp = z.get('speedup_full') if z.get('reached_full') else z.get('speedup_95')
-    ours = f"{_x(sp)} to {'full' if z.get('reached_full') else '95% of full'}'s loss; {_x(z['step_speed'])} over a run"
+    ours = (f"speed against full SFT to {'its final loss' if z.get('reached_full') else '95% of its improvement'}: "
+            f"{speed_text(sp)}; over a run: {speed_text(z['step_speed'])}")
     return dict(label=label, ours=ours, sentence=head + f"It {what}. " + judge + _freeze_control(m))
 
 # %% ../nbs/06_verdicts.ipynb #6c5d4e3f
@@ -460,8 +493,11 @@ def compression_gap(m: dict) -> str:
     raw, a, base = st.get('raw'), st.get('amplitudes'), st.get('base')
     if not raw or not a or _missing(raw.get('test_loss')) or _missing(a.get('test_loss')): return ''
     gap = a['test_loss'] - raw['test_loss']
-    kept = ''
-    if base and not _missing(base.get('test_loss')) and base['test_loss'] - raw['test_loss'] > 0:
+    kept, p = '', (_section(m, 'compression') or {}).get('parameterization') or {}
+    if not _missing(p.get('raw_gain_se')) and not _missing(p.get('raw_gain')):     # paired per-batch SEs recorded
+        kept = "; base + AΦ " + kept_text(p.get('functional_fidelity'), p.get('functional_fidelity_se'),
+                                          p['raw_gain'], p['raw_gain_se'], "the checkpoint's test-loss gain over the base")
+    elif base and not _missing(base.get('test_loss')) and base['test_loss'] - raw['test_loss'] > 0:
         share = (base['test_loss'] - a['test_loss']) / (base['test_loss'] - raw['test_loss'])
         kept = f"; base + AΦ keeps {sig(pct(share))}% of the checkpoint's gain over the base"
     if abs(gap) < 1e-5:
@@ -493,12 +529,12 @@ def _span(xs) -> str:
 
 def fit_summary(m: dict) -> dict:
     "The fit's verdict: `label` ('at chance', 'partly at chance', 'above chance', 'no chance level'), `sentence`."
-    rows, ff = fit_rows(m), (m.get('fit') or {}).get('functional_fidelity')
+    rows, fit = fit_rows(m), m.get('fit') or {}
     if not rows: return dict(label='not fitted', sentence='')
     labels = [fit_label(r) for r in rows]
     head = f"Fitted amplitudes keep {_span(r.get('fidelity') for r in rows)} of ‖ΔW‖² per matrix"
-    func = '' if _missing(ff) else (f" As a model, base + AΦ keeps {sig(pct(ff))}% of the checkpoint's held-out loss "
-                                   "gain over the base.")
+    kept = kept_text(fit.get('functional_fidelity'), fit.get('functional_fidelity_se'), fit.get('gain'), fit.get('gain_se'))
+    func = f" As a model, base + AΦ {kept}." if kept else ''
     if 'no chance level' in labels:
         return dict(label='no chance level', sentence=head + " (no chance level was recorded)." + func)
     head += (f", against {_span(r.get('fidelity_chance') for r in rows)} for an isotropic update (K/n_in) and "
@@ -535,7 +571,7 @@ def assess_trajectory(m: dict) -> dict:
     return dict(label=label, ours=ours, sentence=t['verdict'] + more)
 
 # %% ../nbs/06_verdicts.ipynb #3a2b1c0d
-ASSESSMENTS = dict(global_pr=assess_global_pr, crystallizable=assess_crystallizable, depth=assess_depth,
+ASSESSMENTS = dict(structured=assess_structured, global_pr=assess_global_pr, crystallizable=assess_crystallizable, depth=assess_depth,
                    kurtosis=assess_kurtosis, alignment=assess_alignment, corpus_r2=assess_corpus_r2,
                    trajectory=assess_trajectory,
                    c_proj=assess_c_proj, freeze=assess_freeze, compression=assess_compression)

@@ -98,6 +98,11 @@ def planted_finetune(base_dir, tmp_path):
         opt.zero_grad(); (sum(lm_loss(m(x), y) for x, y in batches) / len(batches)).backward(); opt.step()
     losses = heldout_losses(dict(m=m, base=load_checkpoint(base_dir)), tok, m.config.n_ctx)
     assert losses['m'] < losses['base'] - 5e-4, losses                  # a small model: a small, real gain
+    from amplitude_nb.compression import paired_gain
+    means, per, tokens = heldout_losses(dict(m=m, base=load_checkpoint(base_dir)), tok, m.config.n_ctx, paired=True)
+    assert means == losses and set(per) == {'m', 'base'} and len(tokens) == len(per['m']) > 1
+    gain, se = paired_gain(per['base'], per['m'], tokens)
+    assert gain == pytest.approx(losses['base'] - losses['m'], rel=1e-4) and se > 0, (gain, se)
     tuned = save_checkpoint(dense_model(m, merge=True), tmp_path/'tuned')
     assert not (tuned/'tokenizer.json').exists()
     return tuned, get_amplitudes(m)
@@ -120,6 +125,8 @@ def test_run_fits_a_dense_checkpoint(tmp_path, refs):
         assert r['fidelity'] > 0.999 and r['fidelity'] <= r['fidelity_bound'] + 1e-9
         assert r['fidelity_chance'] == pytest.approx(8 / 16)                     # K / n_in at width 16
     assert m['fit']['functional_fidelity'] == pytest.approx(1, abs=0.01)
+    f = m['fit']                                     # the held-out gain and the kept share with paired standard errors
+    assert f['gain'] > 0 and f['gain_se'] > 0 and 0 <= f['functional_fidelity_se'] < 0.05, f
     amps, meta = read_amplitude_file(out/'amplitudes.safetensors')
     assert all(torch.allclose(torch.as_tensor(amps[n]), torch.as_tensor(planted[n]), atol=1e-4) for n in planted)
     with safe_open(str(out/'amplitudes.safetensors'), 'pt') as f: prov = f.metadata()

@@ -67,8 +67,10 @@ def test_paper_report_reads_right(paper_report):
 
 def test_layers_sorted_as_numbers(paper_report):
     text = (paper_report/'REPORT.md').read_text()
-    labels = re.findall(r'^\| (L\d+ [\w.]+) \|', text.split('Every matrix', 1)[1].split('**Verdict', 1)[0], re.M)
-    assert labels and labels == sorted(labels, key=lambda l: (int(l.split()[0][1:]), l))
+    part = text.split('Every matrix', 1)[1].split('**Verdict', 1)[0]
+    for table in part.split('The same rows, secondary figures'):              # the main table, then the secondary one
+        labels = re.findall(r'^\| (L\d+ [\w.]+) \|', table, re.M)
+        assert labels and labels == sorted(labels, key=lambda l: (int(l.split()[0][1:]), l))
 
 def test_no_estimate_outside_its_interval_unannounced(paper_report):
     "Every 'x [lo, hi]' printed has lo ≤ x ≤ hi; an estimate outside its interval is printed as '(outside its interval …)'."
@@ -128,11 +130,12 @@ def test_noise_run_reads_as_noise(tmp_path):
     assert 'random projection' in text and 'at chance in all 8 matrices' in text
     assert 'SHA-256' not in text                           # §3 did not run
     assert 'the base trained on 1,000,000 tokens to validation loss 5.50' in text
-    assert 'spectral bases with AdamW come closest.' in text and '| erank |' in text
+    assert 'spectral bases with AdamW come closest.' in text and '| effective rank |' in text
     assert 'costs +0.900 nats' in text and "keeps 10.0% of the checkpoint's gain" in text
     assert 'the reference checkpoints were cached' in text
     assert verdicts.supported(noise_run())['global_pr'] == 'no'
-    L = re.findall(r'^\| (L\d+ c_proj) \|', text.split('Every matrix', 1)[1], re.M)
+    assert verdicts.supported(noise_run())['structured'] == 'no'
+    L = re.findall(r'^\| (L\d+ c_proj) \|', text.split('Every matrix', 1)[1].split('The same rows', 1)[0], re.M)
     assert L == ['L0 c_proj', 'L1 c_proj', 'L2 c_proj', 'L10 c_proj']
 
 def test_user_run_header(tmp_path):
