@@ -308,4 +308,5 @@ def main(argv=None) -> int:
         warnings.showwarning = shown
     return 0
 
-if __name__ == '__main__': sys.exit(main())      # `python -m amplitude_nb.cli ...` as the console script
+if __name__ == '__main__' and 'IPython' not in sys.modules:   # `python -m amplitude_nb.cli ...`, not this notebook
+    sys.exit(main())
