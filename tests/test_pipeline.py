@@ -34,9 +34,12 @@ def smoke_run(tmp_path_factory):
     r = cli('reproduce', '--profile', 'smoke', '--out', d/'a', tmp=d/'tmp')
     return dict(out=d/'a', stderr=r.stderr, stdout=r.stdout, tmp=d/'tmp')
 
+smoke = pytest.mark.xdist_group('smoke')     # the tests that share the session's smoke run: one pytest-xdist worker
+
 @pytest.fixture(scope='session')
 def refs(): return reference_checkpoints('smoke', progress=False)
 
+@smoke
 def test_reproduce_smoke_writes_a_report(smoke_run):
     a = smoke_run['out']; m = metrics(a)
     assert set(m['run']['sections']) | set(m['run']['skipped']) == set(study.SECTION_NAMES)
@@ -53,6 +56,7 @@ def test_reproduce_smoke_writes_a_report(smoke_run):
     assert '## 1. Structure metrics' in report and 'paper' in report
     assert str(a/'REPORT.md') in smoke_run['stdout'] + smoke_run['stderr']        # the run ends with the report's path
 
+@smoke
 def test_smoke_run_leaves_nothing_behind(smoke_run):
     a = smoke_run['out']
     assert not list(a.parent.glob('a.tmp-*')) and not list(a.parent.glob('a.old-*'))
@@ -61,6 +65,7 @@ def test_smoke_run_leaves_nothing_behind(smoke_run):
     assert 'KeyboardInterrupt' not in smoke_run['stderr'], smoke_run['stderr'][-2000:]
     assert not list(a.glob('.src-*'))
 
+@smoke
 def test_executed_notebooks_are_clean_and_offline(smoke_run):
     a = smoke_run['out']
     for p in sorted(a.glob('*.ipynb')):
@@ -72,6 +77,7 @@ def test_executed_notebooks_are_clean_and_offline(smoke_run):
         assert network_loads(page) == [], f"{p.name}: {network_loads(page)}"
     assert '<math' in (a/'10_structure.html').read_text()
 
+@smoke
 def test_same_run_same_metrics(smoke_run, tmp_path):
     "A second run of two sections gives their metrics exactly; only `timing` may differ."
     cli('reproduce', '--profile', 'smoke', '--sections', 'structure', 'gradient', '--out', tmp_path/'b',
@@ -162,6 +168,7 @@ def test_out_naming_a_file_is_refused(tmp_path, refs):
     with pytest.raises(RunFolderError): reproduce('smoke', out=f, log=lambda s: None)
     assert f.read_text() == 'mine' and sorted(p.name for p in tmp_path.iterdir()) == ['report.txt']
 
+@smoke
 def test_failed_notebook_keeps_the_old_report(smoke_run, tmp_path, refs):
     out = tmp_path/'run'; shutil.copytree(smoke_run['out'], out)
     before = (out/'REPORT.md').read_text()
@@ -194,6 +201,7 @@ def start_run(ck, out, tmp, section='structure'):
     time.sleep(1.0)
     return p
 
+@smoke
 def test_interrupt_and_kill_leave_nothing_behind(smoke_run, tmp_path, refs):
     "Ctrl-C removes the partial run and the kernel's folder; a killed run's leftovers go at the next run."
     out, tmp = tmp_path/'run', tmp_path/'tmp'
@@ -215,11 +223,11 @@ def test_interrupt_and_kill_leave_nothing_behind(smoke_run, tmp_path, refs):
 
 
 def test_full_disk_removes_the_partial_run(tmp_path, refs, monkeypatch):
-    "The disk fills up while the report is written: one error naming the folder, no partial run kept to fill it."
+    "The disk fills up while a section runs: one error naming the folder, no partial run kept to fill it."
     import errno
     from amplitude_nb import pipeline
     def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
-    monkeypatch.setattr(pipeline, '_write_report', full)
+    monkeypatch.setattr(pipeline, 'execute', full)
     (tmp_path/'run.failed').mkdir(); (tmp_path/'run.failed'/'mine.txt').write_text('not a run')
     with pytest.raises(RunError, match=f"{tmp_path}: no space left on device"):
         run_sections(refs['amplitudes'], tmp_path/'run', {'profile': 'smoke'}, sections=['structure'], sizes='smoke',
