@@ -46,7 +46,7 @@ def grid_name(task) -> str:
 def _local_cluster(workers: int | None):
     from distributed import LocalCluster
     return LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1, processes=True,
-                        dashboard_address=None, silence_logs=logging.ERROR)
+                        dashboard_address=':0', silence_logs=logging.ERROR)
 
 def run_grid(fn: Callable, tasks: Sequence, *, shared=None, workers: int | None = None, scheduler: str | None = None,
              progress: bool = True, name: Callable = grid_name, desc: str = 'task') -> list:
