@@ -59,6 +59,7 @@ def run_grid(fn: Callable, tasks: Sequence, *, shared=None, workers: int | None 
         return [run_task(fn, t, shared, label(t)) for t in tqdm(tasks, desc=desc, disable=not progress)]
     from distributed import Client, as_completed
     cluster = client = None
+    futs = []
     try:
         cluster = None if scheduler else _local_cluster(workers)
         client = Client(scheduler or cluster)
@@ -76,8 +77,10 @@ def run_grid(fn: Callable, tasks: Sequence, *, shared=None, workers: int | None 
                 out[index[f.key]] = f.result()
                 bar.update(1)
         return out
-    finally:
-        if client is not None: client.close()
+    finally:                                  # also on an interrupt: nothing of ours keeps running, no worker outlives us
+        if client is not None:
+            if futs: client.cancel(futs)
+            client.close()
         if cluster is not None: cluster.close()
 
 # %% ../nbs/09_grid.ipynb #g0a1b2d8
