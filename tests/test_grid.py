@@ -69,3 +69,36 @@ def test_failing_task_one_line_no_orphans():
         if not left: break
         time.sleep(0.2)
     assert not left, left
+
+def test_sft_and_recipe_tasks_on_the_cluster(cluster):
+    "The notebooks' own tasks (SFT arms, a recipe cell) from the smoke checkpoint: the same records on the cluster."
+    import json
+    from dataclasses import replace
+    from amplitude_nb.model import load_checkpoint
+    from amplitude_nb.data import load_tokenizer, eval_batches
+    from amplitude_nb.train import reference_checkpoints, sft_splits, sft_task
+    from amplitude_nb.sft import ArmInputs, arm_bases, sft_shared, arm_task
+    from amplitude_nb.recipe import CENTRE, recipe_bases, recipe_shared, cell_task, TARGET_SETS
+    from amplitude_nb.amplitudes import target_names
+    ckpt = reference_checkpoints('smoke', progress=False)['amplitudes']
+    base, tok = load_checkpoint(ckpt).eval(), load_tokenizer(ckpt)
+    sft = sft_splits(tok, base.config.n_ctx)
+    tc = TrainConfig(steps=3, batch_size=4, warmup=1)
+    get = sft_task(sft['train'], sft['val'], tc)[0]
+    b = dict(val=eval_batches(sft['val'], n=8), test=eval_batches(sft['test'], n=8), train=eval_batches(sft['train'], n=8))
+    sh = sft_shared(base, ArmInputs(K=4, bases=arm_bases(base, 4)), get, tc, b, eval_every=1)
+    tasks = [dict(arm='full', lr=1e-3, seed=0, judge=True), dict(arm='lora', lr=1e-2, seed=1, chosen=True, judge=False),
+             dict(arm='amp_random', lr=1e-2, seed=0, judge=True)]
+    here = run_grid(arm_task, tasks, shared=sh, workers=1, progress=False)
+    there = run_grid(arm_task, tasks, shared=sh, scheduler=cluster.scheduler_address, progress=False)
+    clocks = ('seconds', 'tokens_per_s', 'step_seconds')
+    strip = lambda rs: json.dumps([{k: v for k, v in r.items() if k not in clocks} for r in rs], default=str)
+    assert strip(there) == strip(here)
+    names = target_names(base, TARGET_SETS['c_attn+c_proj'])
+    rsh = recipe_shared(base, dict(kind=recipe_bases(base, names, 4, 'kind')), get, b['val'], n_track=2)
+    cells = [dict(cell=CENTRE, tc=replace(tc, lr=1e-2), seed=0), dict(cell=dict(CENTRE, optimizer='sgd'), tc=replace(tc, lr=1.0), seed=0)]
+    rh = run_grid(cell_task, cells, shared=rsh, workers=1, progress=False)
+    rt = run_grid(cell_task, cells, shared=rsh, scheduler=cluster.scheduler_address, progress=False)
+    for x, y in zip(rh, rt):
+        assert x['val_after'] == y['val_after'] and x['trajectory'] == y['trajectory']
+        assert all((x['amps'][n] == y['amps'][n]).all() for n in x['amps'])
