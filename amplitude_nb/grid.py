@@ -5,12 +5,14 @@
 # %% ../nbs/09_grid.ipynb #g0a1b2c6
 from __future__ import annotations
 import logging, math, os, random
+from contextlib import contextmanager
 from typing import Callable, Sequence
 import numpy as np, torch
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['GridTaskError', 'task_seed', 'run_task', 'grid_name', 'run_grid', 'extend_grid', 'sweep_rates', 'lowest']
+__all__ = ['GridTaskError', 'task_seed', 'run_task', 'grid_name', 'run_grid', 'grid_cluster', 'extend_grid', 'sweep_rates',
+           'lowest']
 
 # %% ../nbs/09_grid.ipynb #g0a1b2c9
 class GridTaskError(RuntimeError):
@@ -82,6 +84,18 @@ def run_grid(fn: Callable, tasks: Sequence, *, shared=None, workers: int | None 
             if futs: client.cancel(futs)
             client.close()
         if cluster is not None: cluster.close()
+
+# %% ../nbs/09_grid.ipynb #g0a1b2f2
+@contextmanager
+def grid_cluster(workers: int | None = None, scheduler: str | None = None):
+    "The `scheduler` for the `run_grid` calls of a block: the given one; None for `workers=1`; else a local cluster's, closed on exit."
+    scheduler = scheduler or os.environ.get('DASK_SCHEDULER_ADDRESS') or None
+    if scheduler is not None or workers == 1:
+        yield scheduler
+        return
+    cluster = _local_cluster(workers)
+    try: yield cluster.scheduler_address
+    finally: cluster.close()
 
 # %% ../nbs/09_grid.ipynb #g0a1b2d8
 def _round(x: float) -> float: return float(f"{x:.12g}")

@@ -2,7 +2,7 @@
 import os, signal, threading, time
 import psutil, pytest, torch
 from distributed import Client, LocalCluster
-from amplitude_nb.grid import run_grid, GridTaskError
+from amplitude_nb.grid import run_grid, grid_cluster, GridTaskError
 from amplitude_nb.model import GPT, GPTConfig
 from amplitude_nb.train import TrainConfig, train
 
@@ -62,6 +62,10 @@ def test_failing_task_one_line_no_orphans():
                  desc='sft task')
     msg = str(e.value)
     assert msg == 'sft task arm=lora lr=0.001 seed=1 failed: ValueError: rank too large', msg
+    with pytest.raises(GridTaskError, match='^sft task arm=lora lr=0.001 seed=1 failed'):   # a cluster kept for a block
+        with grid_cluster(2) as addr:
+            assert run_grid(failing, [dict(seed=0), dict(seed=2)], scheduler=addr, progress=False) == [0, 2]
+            run_grid(failing, [dict(arm='lora', lr=1e-3, seed=1)], scheduler=addr, progress=False, desc='sft task')
     deadline = time.time() + 10
     while time.time() < deadline:
         left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and p.is_running()
