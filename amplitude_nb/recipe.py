@@ -11,17 +11,20 @@ import torch, torch.nn as nn
 import matplotlib.pyplot as plt, seaborn as sns
 from .amplitudes import (add_amplitudes, get_amplitudes, set_amplitudes, target_names, make_bases, fit_amplitudes,
                                      fit_records)
+from .model import GPT
 from .train import TrainConfig, train, evaluate
 from .structure import (structure_table, matrix_rows, matrix_metrics, participation_ratio, spectrum,
                                     interval_bars)
 from .gradient import spearman_by_kind
 from .study import CLAIMS, PAPER, CLASS_THRESHOLDS, parse_matrix, matrix_label, matrix_order
 from . import verdicts
+from .grid import run_grid, sweep_rates
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'BASES', 'TARGET_SETS', 'FACTORS', 'CENTRE', 'VERDICT_CLAIMS', 'design', 'recipe_bases', 'shared_groups',
-           'group_rows', 'run_structure', 'track_steps', 'pr_tracker', 'train_cell', 'match_rate', 'fit_cell',
-           'claim_verdicts', 'factor_effects', 'plot_trajectories', 'plot_matrix_pr']
+           'group_rows', 'run_structure', 'track_steps', 'pr_tracker', 'train_cell', 'match_rate', 'recipe_shared',
+           'cell_task', 'sweep_cells', 'fit_cell', 'claim_verdicts', 'factor_effects', 'plot_trajectories',
+           'plot_matrix_pr']
 
 # %% ../nbs/15_recipe.ipynb #83e45991
 OPTIMIZERS = ('adamw', 'sgd', 'sgd_momentum')
@@ -144,6 +147,32 @@ def match_rate(val_by_lr: dict, target: float) -> float:
     ok = {lr: v for lr, v in val_by_lr.items() if v is not None and math.isfinite(v)}
     if not ok: raise ValueError(f"every rate diverged: {val_by_lr}")
     return min(ok, key=lambda lr: (abs(ok[lr] - target), lr))
+
+# %% ../nbs/15_recipe.ipynb #d2e3f4a5
+def recipe_shared(base: GPT, bases: dict, get_batch, val: list, n_track: int = 4) -> dict:
+    "What every recipe task needs, sent to each worker once: the base (config + state dict), the bases by kind, the data."
+    return dict(config=base.config, state=base.state_dict(), bases=bases, get_batch=get_batch, val=val, n_track=n_track)
+
+def cell_task(task: dict, shared: dict) -> dict:
+    "One recipe run: `train_cell` of `task['cell']` under `task['tc']` from `task['seed']`, plus the cell, steps and rate."
+    base = GPT(shared['config']); base.load_state_dict(shared['state']); base.eval()
+    cell, tc = task['cell'], task['tc']
+    r = train_cell(base, cell, shared['bases'][cell['basis']], shared['get_batch'], tc, shared['val'], task['seed'],
+                   shared['n_track'])
+    return dict(cell=cell, steps=tc.steps, lr=tc.lr, **r)
+
+def sweep_cells(cells: dict, tc_for, targets: dict, shared: dict, *, seed: int = 0, max_extensions: int = 3,
+                workers: int | None = 1, scheduler: str | None = None, progress: bool = False, name=str,
+                task=None) -> dict:
+    """{key: sweep} for `cells` {key: (cell, rates)}: one rate is trained; several are matched to `targets[key]` (a val loss)
+    by `match_rate`, a rate at an edge extending the grid. `tc_for(cell, lr)` → TrainConfig; `task`: `cell_task`."""
+    def phase(todo):
+        tasks = [dict(run=name(cells[k][0]), lr=lr, seed=seed, cell=cells[k][0], tc=tc_for(cells[k][0], lr)) for k, lr in todo]
+        return run_grid(task or cell_task, tasks, shared=shared, workers=workers, scheduler=scheduler, progress=progress,
+                        desc='recipe task', name=lambda t: f"{t['run']} lr={t['lr']:g}")
+    def pick(k, res):
+        return match_rate({lr: r['val_after'] for lr, r in res.items()}, targets[k]) if len(res) > 1 else next(iter(res))
+    return sweep_rates(phase, {k: rates for k, (c, rates) in cells.items()}, pick, max_extensions)
 
 # %% ../nbs/15_recipe.ipynb #7f089334
 def fit_cell(base: nn.Module, dense: nn.Module, bases: dict,

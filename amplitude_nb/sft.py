@@ -14,12 +14,13 @@ from .model import GPT, GPTConfig, n_params, lm_loss
 from .amplitudes import TARGETS, add_amplitudes, target_names, make_bases
 from .train import TrainConfig, train, evaluate, select_params, make_optimizer, autocast, resolve_precision
 from . import data, study
+from .grid import run_grid, sweep_rates, lowest
 
 # %% auto #0
 __all__ = ['ARMS', 'TIMING_COLUMNS', 'PrefixFrozenGPT', 'target_loss', 'freeze_plan', 'block_freeze_steps', 'Freezer',
            'amplitude_count', 'lora_rank', 'vera_rank', 'arm_bases', 'ArmInputs', 'ArmModel', 'Arm', 'arm_model',
-           'sft_run', 'eval_snapshots', 'Run', 'sweep_arm', 'sweep_summary', 'stage_steps', 'stage_at', 'step_timer',
-           'time_steps', 'add_cost_clock', 'per_seed', 'arm_table']
+           'sft_run', 'eval_snapshots', 'sft_shared', 'arm_task', 'sweep_arms', 'sweep_summary', 'stage_steps',
+           'stage_at', 'step_timer', 'time_steps', 'add_cost_clock', 'per_seed', 'arm_table']
 
 # %% ../nbs/13_sft.ipynb #6b7962a4
 class PrefixFrozenGPT(nn.Module):
@@ -228,66 +229,92 @@ def eval_snapshots(model, snapshots: dict, batches) -> dict[int, float]:
     return out
 
 # %% ../nbs/13_sft.ipynb #324d4af8
-@dataclass
-class Run:
-    "One finished training run of an arm: its model and `train` record, rate, seed and validation loss."
-    model: nn.Module
-    rec: dict
-    lr: float
-    seed: int
-    val_loss: float = math.nan
-
-def sweep_arm(build, lrs, seeds, *, get_batch, tc: TrainConfig, batches: dict, eval_every: int, arm: str = '',
-              L0: dict | None = None, progress=False, bar=None, cached: dict | None = None) -> tuple:
-    "(runs, curves) frames of one arm: `build(seed)` → ArmModel; `batches` {'val', 'test', 'train'}; `L0`."
-    # `cached`: `sweep_summary` of an identical earlier sweep; its losing runs are not trained again
+def sft_shared(base: GPT, inputs: ArmInputs, get_batch, tc: TrainConfig, batches: dict, eval_every: int) -> dict:
+    "What every SFT task needs, sent to each worker once: the base (config + state dict), arm inputs, data, `tc`, L0."
     eval_steps = sorted({*range(eval_every, tc.steps + 1, eval_every), tc.steps})
-    runs, curves, L0 = [], [], dict(L0 or {})
-    ev = lambda m, split: evaluate(m, batches[split], loss_fn=target_loss)
-    def one(lr, s, judge) -> Run:
-        am = build(s)
-        if not L0: L0.update(test=ev(am.model, 'test'), train=ev(am.model, 'train'))
-        rec = sft_run(am.model, am.which, get_batch, replace(tc, lr=lr), seed=s, eval_steps=eval_steps,
-                      callback=am.callback, desc=f'{arm} lr={lr:g} seed={s}', progress=progress)
-        val = ev(am.model, 'val') if judge else math.nan
-        if bar is not None: bar.update(1)
-        return Run(am.model, rec, lr, s, val if math.isfinite(val) or not judge else math.inf)
-    def record(run: Run, chosen: bool):
-        rec = run.rec
-        row = dict(arm=arm, lr=run.lr, seed=run.seed, chosen=chosen, val_loss=run.val_loss, test_loss=np.nan,
-                   train_loss=np.nan, trainable_params=rec['trainable_params'], trainable_end=n_params(run.model, True),
-                   seconds=rec['seconds'], tokens_per_s=rec['tokens_per_s'], freeze=rec.get('freeze', []))
-        if chosen:
-            test = eval_snapshots(run.model, rec['snapshots'], batches['test'])
-            row.update(test_loss=test[tc.steps], train_loss=ev(run.model, 'train'), L0=L0['test'], L0_train=L0['train'])
-            curves.append(dict(arm=arm, lr=run.lr, seed=run.seed, step=0, seconds=0.0, test_loss=L0['test']))
-            curves.extend(dict(arm=arm, lr=run.lr, seed=run.seed, step=k, seconds=rec['steps'][k - 1]['seconds'],
-                               test_loss=v) for k, v in test.items())
-        runs.append(row)
-    best = None
-    if cached is not None:                           # seed 0 at the rate the identical sweep chose
-        runs.extend(dict(r, freeze=[]) for r in cached['losers'])
-        best = one(cached['lr'], seeds[0], judge=False)
-        best.val_loss = cached['val_loss']
-    for lr in (lrs if cached is None else []):       # seed 0: every rate, judged on validation
-        run = one(lr, seeds[0], judge=len(lrs) > 1)
-        if best is None or run.val_loss < best.val_loss: best, run = run, best
-        if run is not None: record(run, chosen=False)
-        del run
-    record(best, chosen=True)
-    lr = best.lr; del best
-    for s in seeds[1:]:                              # the other seeds at the chosen rate
-        record(one(lr, s, judge=False), chosen=True)
-    return pd.DataFrame(runs), pd.DataFrame(curves)
+    L0 = dict(test=evaluate(base, batches['test']), train=evaluate(base, batches['train']))
+    return dict(config=base.config, state=base.state_dict(), inputs=inputs, get_batch=get_batch, tc=tc,
+                batches=batches, eval_steps=eval_steps, L0=L0)
 
-def sweep_summary(runs: pd.DataFrame) -> dict:
-    "What a rerun of the same sweep needs: the chosen rate, its validation loss and the losing runs' rows."
-    seed0 = runs[runs.seed == runs.seed.iloc[0]]
+def _base(shared: dict) -> GPT:
+    m = GPT(shared['config']); m.load_state_dict(shared['state'])
+    return m.eval()
+
+def arm_task(task: dict, shared: dict) -> dict:
+    """One run of the grid: `arm` at `lr` from `seed` (`judge`: its validation loss; `keep`: its snapshots come back);
+    `chosen`: its test curve and train loss too. With `run` (a kept run's record) it trains nothing, only evaluates."""
+    arm, lr, seed = task['arm'], float(task['lr']), int(task['seed'])
+    am = ARMS[arm].build(_base(shared), shared['inputs'], seed)
+    b = shared['batches']
+    ev = lambda split: evaluate(am.model, b[split], loss_fn=target_loss)
+    run = task.get('run')
+    if run is None:
+        rec = sft_run(am.model, am.which, shared['get_batch'], replace(shared['tc'], lr=lr), seed=seed,
+                      eval_steps=shared['eval_steps'], callback=am.callback, desc=f'{arm} lr={lr:g} seed={seed}')
+        val = ev('val') if task.get('judge') else math.nan
+        run = dict(val_loss=val if math.isfinite(val) or not task.get('judge') else math.inf,
+                   trainable_params=rec['trainable_params'], trainable_end=n_params(am.model, True),
+                   seconds=rec['seconds'], tokens_per_s=rec['tokens_per_s'], freeze=rec.get('freeze', []),
+                   step_seconds=[s['seconds'] for s in rec['steps']], snapshots=rec['snapshots'])
+    out = {k: v for k, v in run.items() if k != 'snapshots'} | dict(arm=arm, lr=lr, seed=seed)
+    if task.get('chosen'):
+        out.update(test=eval_snapshots(am.model, run['snapshots'], b['test']), train_loss=ev('train'))
+    elif task.get('keep'): out['snapshots'] = run['snapshots']
+    return out
+
+def _run_row(out: dict, chosen: bool, L0: dict, steps: int) -> dict:
+    row = dict(arm=out['arm'], lr=out['lr'], seed=out['seed'], chosen=chosen, val_loss=out['val_loss'], test_loss=np.nan,
+               train_loss=np.nan, trainable_params=out['trainable_params'], trainable_end=out['trainable_end'],
+               seconds=out['seconds'], tokens_per_s=out['tokens_per_s'], freeze=out['freeze'])
+    if chosen: row.update(test_loss=out['test'][steps], train_loss=out['train_loss'], L0=L0['test'], L0_train=L0['train'])
+    return row
+
+def _curve(out: dict, L0: dict) -> list[dict]:
+    at = dict(arm=out['arm'], lr=out['lr'], seed=out['seed'])
+    return [dict(at, step=0, seconds=0.0, test_loss=L0['test'])] + [
+        dict(at, step=k, seconds=out['step_seconds'][k - 1], test_loss=v) for k, v in out['test'].items()]
+
+def sweep_arms(grids: dict, seeds, shared: dict, *, follow: dict | None = None, cached: dict | None = None,
+               max_extensions: int = 3, workers: int | None = 1, scheduler: str | None = None,
+               progress: bool = False) -> tuple:
+    """(runs, curves, choices) of the arms of `grids` {arm: rates}, in its order: `follow` {arm: the arm whose chosen rate
+    it takes}, `cached` {arm: `sweep_summary` of an identical earlier sweep}; choices {arm: {lr, lr_grid, lr_edge}}."""
+    follow, cached, s0, L0, steps = follow or {}, cached or {}, seeds[0], shared['L0'], shared['tc'].steps
+    kw = dict(shared=shared, workers=workers, scheduler=scheduler, progress=progress, desc='sft task',
+              name=lambda t: f"arm={t['arm']} lr={t['lr']:g} seed={t['seed']}")
+    swept = [a for a, g in grids.items() if a not in follow and a not in cached and len(set(g)) > 1]
+    phase = lambda todo: run_grid(arm_task, [dict(arm=a, lr=lr, seed=s0, judge=True, keep=True) for a, lr in todo], **kw)
+    sw = sweep_rates(phase, {a: grids[a] for a in swept}, lowest, max_extensions)     # phase 1 (+ extensions)
+    choices = {a: dict(lr=sw[a]['lr'], lr_grid=sw[a]['lr_grid'], lr_edge=sw[a]['lr_edge']) for a in swept}
+    choices |= {a: dict(lr=c['lr'], lr_grid=c['lr_grid'], lr_edge=c['lr_edge']) for a, c in cached.items() if a in grids}
+    for a, g in grids.items():
+        if a not in follow and a not in choices: choices[a] = dict(lr=float(g[0]), lr_grid=[float(g[0])], lr_edge=False)
+    for a, b in follow.items(): choices[a] = dict(lr=choices[b]['lr'], lr_grid=[choices[b]['lr']], lr_edge=False)
+    tasks = []                                                                          # phase 2: every chosen run
+    for a in grids:
+        lr = choices[a]['lr']
+        first = (dict(run=sw[a]['results'][lr]) if a in swept else dict(judge=False))
+        tasks += [dict(arm=a, lr=lr, seed=s0, chosen=True, **first)] + [dict(arm=a, lr=lr, seed=s, chosen=True) for s in seeds[1:]]
+    outs = run_grid(arm_task, tasks, **kw)
+    runs, curves = [], []
+    for a in grids:
+        if a in swept: runs += [_run_row(o, False, L0, steps) for lr, o in sorted(sw[a]['results'].items()) if lr != choices[a]['lr']]
+        if a in cached: runs += [dict(r, freeze=[]) for r in cached[a]['losers']]
+        for o in (o for o in outs if o['arm'] == a):
+            if a in cached and o['seed'] == s0: o = dict(o, val_loss=cached[a]['val_loss'])
+            runs.append(_run_row(o, True, L0, steps)); curves += _curve(o, L0)
+    return pd.DataFrame(runs), pd.DataFrame(curves), choices
+
+def sweep_summary(runs: pd.DataFrame, arm: str, choice: dict) -> dict:
+    "What a rerun of the same sweep of `arm` needs: the chosen rate, its validation loss, the losing runs' rows, the grid."
+    r = runs[runs.arm == arm]
+    seed0 = r[r.seed == r.seed.iloc[0]]
     win = seed0[seed0.chosen].iloc[0]
     cols = [c for c in runs.columns if c != 'freeze']
-    losers = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-              for r in seed0[~seed0.chosen][cols].to_dict('records')]
-    return dict(lr=float(win.lr), val_loss=float(win.val_loss), losers=losers)
+    losers = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+              for row in seed0[~seed0.chosen][cols].to_dict('records')]
+    return dict(lr=float(win.lr), val_loss=float(win.val_loss), losers=losers, lr_grid=list(choice['lr_grid']),
+                lr_edge=bool(choice['lr_edge']))
 
 # %% ../nbs/13_sft.ipynb #1b9fd9b3
 def stage_steps(plan: pd.DataFrame) -> list[int]:
