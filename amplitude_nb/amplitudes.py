@@ -81,8 +81,9 @@ class AmplitudeLinear(nn.Module):
             raise ValueError(f"basis has {Phi.shape[1]} columns, the layer reads {base.in_features}")
         self.weight = nn.Parameter(base.weight.detach().clone(), requires_grad=False)
         self.bias = None if base.bias is None else nn.Parameter(base.bias.detach().clone(), requires_grad=False)
-        self.register_buffer('Phi', Phi.detach().to(base.weight.dtype).clone().contiguous())
-        self.amplitudes = nn.Parameter(torch.zeros(base.out_features, Phi.shape[0], dtype=base.weight.dtype))
+        self.register_buffer('Phi', Phi.detach().to(base.weight.device, base.weight.dtype).clone().contiguous())
+        self.amplitudes = nn.Parameter(torch.zeros(base.out_features, Phi.shape[0], dtype=base.weight.dtype,
+                                                   device=base.weight.device))
 
     def forward(self, x): return F.linear(x, self.weight, self.bias) + F.linear(F.linear(x, self.Phi), self.amplitudes)
 
@@ -180,7 +181,7 @@ def amplitude_modules(model: nn.Module) -> dict:
 # %% ../nbs/02_amplitudes.ipynb #a0c2e4f6
 def get_amplitudes(model: nn.Module) -> dict:
     "{module name: A as a float32 array (rows, K)}"
-    return {n: m.amplitudes.detach().float().numpy().copy() for n, m in amplitude_modules(model).items()}
+    return {n: m.amplitudes.detach().float().cpu().numpy().copy() for n, m in amplitude_modules(model).items()}
 
 @torch.no_grad()
 def set_amplitudes(model: nn.Module, amps: dict) -> nn.Module:

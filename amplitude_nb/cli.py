@@ -11,8 +11,8 @@ from . import study
 
 # %% auto #0
 __all__ = ['KNOWN', 'PATH_ARGS', 'error_line', 'resolve_args', 'cmd_corpus', 'cmd_checkpoints', 'cmd_info',
-           'structure_amplitudes', 'cmd_structure', 'preflight_reproduce', 'cmd_reproduce', 'cmd_run', 'Parser',
-           'count', 'parser', 'Terminated', 'main']
+           'structure_amplitudes', 'cmd_structure', 'preflight_reproduce', 'compute_args', 'cmd_reproduce', 'cmd_run',
+           'Parser', 'count', 'parser', 'Terminated', 'main']
 
 # %% ../nbs/90_cli.ipynb #e0000002
 KNOWN = (('amplitude_nb.data', 'DataError'), ('amplitude_nb.model', 'CheckpointError'),
@@ -164,19 +164,28 @@ def preflight_reproduce(profile: str, out) -> Path:
                 Path(tempfile.gettempdir()): (run_bytes(0), '$TMPDIR')})
     return out
 
+def compute_args(a) -> dict:
+    "{'workers', 'scheduler', 'device'} from the command line, the device checked (an absent GPU is refused here)."
+    from amplitude_nb.inputs import InputError
+    from amplitude_nb.train import resolve_device
+    try: resolve_device(a.device)
+    except ValueError as e: raise InputError(f"--device {a.device}: {e}") from None
+    return dict(workers=a.workers, scheduler=a.scheduler, device=a.device)
+
 def cmd_reproduce(a, log):
+    compute = compute_args(a)
     out = preflight_reproduce(a.profile, a.out)
     log(f"reproduce --profile {a.profile}: corpus, tokenizer and checkpoints (built once, then cached), "
         f"then the section notebooks, into {out}")
     from amplitude_nb.pipeline import reproduce
     t = time.time()
-    out = reproduce(a.profile, out, sections=a.sections, progress=not a.quiet, log=log)
+    out = reproduce(a.profile, out, sections=a.sections, progress=not a.quiet, compute=compute, log=log)
     print(f"reproduce --profile {a.profile}: {time.time() - t:.1f} s; report in {out/'REPORT.md'}")
 
 # %% ../nbs/90_cli.ipynb #e0000015
 def cmd_run(a, log):
     from amplitude_nb.inputs import check_run, InputError
-    t = time.time()
+    t, compute = time.time(), compute_args(a)
     r = check_run(a.checkpoint, base=a.base, corpus=a.corpus, sft=a.sft, tokenizer=a.tokenizer, out=a.out,
                   sections=a.sections, log=log)
     for n in r.notes: log(f"note: {n}")
@@ -184,7 +193,7 @@ def cmd_run(a, log):
     log(f"inputs checked ({r.seconds:.1f} s); running the sections into {r.out}")
     from amplitude_nb import pipeline
     kw = dict(base=r.base, corpus=r.corpus, sft=r.sft, out=r.out, tokenizer=r.tokenizer, skip=r.skipped,
-              sections=a.sections, sizes=a.sizes, progress=not a.quiet, log=log)
+              sections=a.sections, sizes=a.sizes, progress=not a.quiet, compute=compute, log=log)
     takes = inspect.signature(pipeline.run).parameters     # an older pipeline without tokenizer= and skip=
     if 'tokenizer' not in takes and a.tokenizer is not None:
         raise InputError(f"{a.tokenizer}: this version of the pipeline cannot use --tokenizer")
@@ -266,6 +275,14 @@ def parser() -> argparse.ArgumentParser:
         sub.choices[name].add_argument('--sections', nargs='+', default=None, metavar='NAME',
                                        help='only these sections (default: all; names below)')
         sub.choices[name].add_argument('--quiet', action='store_true', help='no progress bars')
+        sub.choices[name].add_argument('--workers', type=count(1, 4096), default=None, metavar='N',
+                                       help='worker processes for the training grids (SFT, recipe): 1 trains them in '
+                                            'this process; default: one per CPU core, on a local Dask cluster')
+        sub.choices[name].add_argument('--scheduler', default=None, metavar='ADDRESS',
+                                       help='send the training grids to a running Dask cluster, tcp://HOST:PORT '
+                                            '(default: $DASK_SCHEDULER_ADDRESS if set, else local workers)')
+        sub.choices[name].add_argument('--device', default='cpu', metavar='DEVICE',
+                                       help='where the grids train: cpu (default), cuda, mps, or auto (CUDA when present)')
     s = cmd('info', cmd_info, 'describe a checkpoint folder, a ckpt.pt or an amplitude file')
     s.add_argument('path', help='a checkpoint folder, a ckpt.pt or an amplitudes.safetensors')
     s = cmd('structure', cmd_structure, "the paper's structure tables for amplitudes")

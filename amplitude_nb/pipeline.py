@@ -13,11 +13,12 @@ from .results import collect_metrics, to_jsonable
 from .inputs import is_run_folder, mark_run_folder
 
 # %% auto #0
-__all__ = ['AMPLITUDE_SECTIONS', 'KERNEL', 'OFFLINE_TEMPLATE', 'notebook_dir', 'skipped_sections', 'section_params',
-           'clean_dead_temp', 'kernel_spec', 'kernel_manager_class', 'kill_kernels', 'without_slow_cells', 'RunError',
-           'execute', 'mathml', 'offline_exporter', 'final_paths', 'to_html', 'network_loads', 'RunFolderError',
-           'check_out', 'remove_run_folder', 'clean_stale', 'run_sections', 'base_info', 'reproduce', 'find_tokenizer',
-           'choose_tokenizer', 'heldout_losses', 'Prepared', 'prepare_checkpoint', 'run']
+__all__ = ['AMPLITUDE_SECTIONS', 'GRID_SECTIONS', 'KERNEL', 'OFFLINE_TEMPLATE', 'notebook_dir', 'skipped_sections',
+           'section_params', 'clean_dead_temp', 'kernel_spec', 'kernel_manager_class', 'kill_kernels',
+           'without_slow_cells', 'RunError', 'execute', 'mathml', 'offline_exporter', 'final_paths', 'to_html',
+           'network_loads', 'RunFolderError', 'check_out', 'remove_run_folder', 'clean_stale', 'compute_record',
+           'run_sections', 'base_info', 'reproduce', 'find_tokenizer', 'choose_tokenizer', 'heldout_losses', 'Prepared',
+           'prepare_checkpoint', 'run']
 
 # %% ../nbs/20_pipeline.ipynb #7835d46e
 def notebook_dir() -> Path:
@@ -40,12 +41,14 @@ def skipped_sections(have: dict, skip: dict | None = None) -> dict:
 
 # %% ../nbs/20_pipeline.ipynb #08705cc2
 AMPLITUDE_SECTIONS = ('structure', 'gradient', 'trajectory')   # sections that read amplitude files, not the checkpoint
+GRID_SECTIONS = ('sft', 'recipe')                              # sections whose training runs go to the task grid
 
 def section_params(section: str, checkpoint, out_dir, *, sizes='paper', corpus=None, sft=None, seed=0,
-                   schedule_path=None, raw_checkpoint=None, seed_amplitudes=None) -> dict:
+                   schedule_path=None, raw_checkpoint=None, seed_amplitudes=None, compute: dict | None = None) -> dict:
     """The papermill parameters of `section` for one run; `sizes`: the profile whose statistics sizes to use.
     `seed_amplitudes`: every seed's amplitude checkpoint (folders or files, the first `checkpoint`'s), handed to the
-    amplitude sections as `seed_amplitudes_paths`; None (one amplitude set) leaves them to say why they skip seeds."""
+    amplitude sections as `seed_amplitudes_paths`; None (one amplitude set) leaves them to say why they skip seeds.
+    `compute`: {'workers', 'scheduler', 'device'} for the grid sections (absent keys keep the notebooks' defaults)."""
     p = dict(out_dir=str(out_dir), seed=seed)
     amp_file = lambda d: str(Path(d)/'amplitudes.safetensors' if Path(d).suffix != '.safetensors' else Path(d))
     if section in AMPLITUDE_SECTIONS: p['amplitudes_path'] = amp_file(checkpoint)
@@ -57,6 +60,7 @@ def section_params(section: str, checkpoint, out_dir, *, sizes='paper', corpus=N
     if section == 'sft' and schedule_path is not None: p['schedule_path'] = str(schedule_path)
     if section == 'compression' and raw_checkpoint is not None: p['raw_checkpoint'] = str(raw_checkpoint)
     p.update(study.profile_spec(sizes).sections.get(section, {}))
+    if section in GRID_SECTIONS: p.update({k: v for k, v in (compute or {}).items() if k in ('workers', 'scheduler', 'device')})
     return p
 
 # %% ../nbs/20_pipeline.ipynb #f5c53173
@@ -290,11 +294,19 @@ def _write_report(run_dir: Path, metrics: dict) -> list[Path]:
     from amplitude_nb import report
     return [report.write_report(run_dir, metrics), report.write_html(run_dir)]
 
+# %% ../nbs/20_pipeline.ipynb #cmp00001
+def compute_record(compute: dict | None) -> dict:
+    "`timing`'s record of where the grids ran: `workers` (a count, or the scheduler's address) and `device`."
+    c = dict(compute or {})
+    sched = c.get('scheduler') or os.environ.get('DASK_SCHEDULER_ADDRESS')
+    workers = sched if sched else (c.get('workers') or os.cpu_count() if 'workers' in c else 1)
+    return dict(workers=workers, device=str(c.get('device', 'cpu')))
+
 # %% ../nbs/20_pipeline.ipynb #562edcf1
 def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict | None = None, sections=None,
                  sizes='paper', corpus=None, sft=None, seed=0, raw_checkpoint=None, extra: dict | None = None,
                  files: dict | None = None, timing: dict | None = None, started=None, progress=True, html=True,
-                 aliases: dict | None = None, log=print, seed_amplitudes=None) -> Path:
+                 aliases: dict | None = None, log=print, seed_amplitudes=None, compute: dict | None = None) -> Path:
     "Execute the section notebooks on `checkpoint` into the run folder `out` (atomically); returns `out`."
     started = time.time() if started is None else started
     out = check_out(out); out.parent.mkdir(parents=True, exist_ok=True)
@@ -319,7 +331,7 @@ def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict |
                 schedule = tmp/'freeze_schedule.json' if 'gradient' in todo[:todo.index(s)] else None
                 params = section_params(s, checkpoint, tmp, sizes=sizes, corpus=corpus, sft=sft, seed=seed,
                                         schedule_path=schedule, raw_checkpoint=raw_checkpoint,
-                                        seed_amplitudes=seed_amplitudes)
+                                        seed_amplitudes=seed_amplitudes, compute=compute)
                 seconds[s] = execute(nb, tmp/nb.name, params, progress=progress, log=log, skip_slow=sizes == 'smoke',
                                      scratch=scratch)
                 final_paths(tmp/nb.name, tmp, out, aliases)
@@ -327,7 +339,7 @@ def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict |
         for name, src in (files or {}).items(): shutil.copy2(src, tmp/name)
         metrics = collect_metrics(tmp, run={**run_info, 'sections': todo, 'skipped': skipped}, extra=extra)
         metrics['timing'].update(checkpoints_seconds=(timing or {}).get('checkpoints_seconds', 0), sections=seconds,
-                                 total_seconds=time.time() - started)
+                                 total_seconds=time.time() - started, **compute_record(compute))
         (tmp/'metrics.json').write_text(json.dumps(to_jsonable(metrics), indent=1, allow_nan=False) + '\n')
         reports = _write_report(tmp, metrics)
     except KeyboardInterrupt:
@@ -364,7 +376,8 @@ def base_info(base_dir) -> dict:
 def _phase(name: str, t: float, note: str = '', *, log=print):
     log(f"{name:24} {time.time() - t:7.1f} s  ok" + (f"  ({note})" if note else ''))
 
-def reproduce(profile='paper', out=None, sections=None, *, progress=True, html=True, log=print) -> Path:
+def reproduce(profile='paper', out=None, sections=None, *, progress=True, html=True, compute: dict | None = None,
+              log=print) -> Path:
     "The reference checkpoints of `profile` (built once), then every section notebook into `out` (reports/<profile>)."
     from amplitude_nb.train import reference_checkpoints, profile_data, get_profile, checkpoint_precision, precision_note
     started = time.time()
@@ -389,7 +402,7 @@ def reproduce(profile='paper', out=None, sections=None, *, progress=True, html=T
                 package_version=amplitude_nb.__version__, **base_info(refs['base']))
     return run_sections(refs['amplitudes'], out, info, sections=sections, sizes=prof.name, seed=prof.seed,
                         timing=dict(checkpoints_seconds=time.time() - t if built else 0), started=started,
-                        progress=progress, html=html, log=log, seed_amplitudes=refs['amplitudes_seeds'])
+                        progress=progress, html=html, log=log, seed_amplitudes=refs['amplitudes_seeds'], compute=compute)
 
 # %% ../nbs/20_pipeline.ipynb #5ca2bd87
 def find_tokenizer(d: Path):
@@ -513,7 +526,7 @@ def _check_vocab(tok, model, have: dict):
 
 # %% ../nbs/20_pipeline.ipynb #88b93da1
 def run(checkpoint, base=None, corpus=None, *, sft=None, out=None, tokenizer=None, skip=None, K=8, seed=0,
-        sections=None, sizes='paper', progress=True, html=True, log=print) -> Path:
+        sections=None, sizes='paper', progress=True, html=True, compute: dict | None = None, log=print) -> Path:
     "The section notebooks on someone else's checkpoint, into `out` (default reports/<checkpoint name>)."
     started = time.time()
     absolute = lambda p: None if p is None else Path(p).expanduser().resolve()
@@ -542,7 +555,7 @@ def run(checkpoint, base=None, corpus=None, *, sft=None, out=None, tokenizer=Non
                             extra=None if prep.fit is None else dict(fit=prep.fit),
                             files=None if prep.amplitudes is None else {'amplitudes.safetensors': prep.amplitudes},
                             timing=dict(checkpoints_seconds=prep_seconds), started=started, progress=progress,
-                            html=html, log=log, aliases=_aliases(prep, work))
+                            html=html, log=log, aliases=_aliases(prep, work), compute=compute)
 
 def _aliases(prep: Prepared, work) -> dict:
     "What the executed notebooks should say instead of the temporary folder of `run` (removed when it ends)."

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt, seaborn as sns
 from .amplitudes import (add_amplitudes, get_amplitudes, set_amplitudes, target_names, make_bases, fit_amplitudes,
                                      fit_records)
 from .model import GPT
-from .train import TrainConfig, train, evaluate
+from .train import TrainConfig, train, evaluate, resolve_device
 from .structure import (structure_table, matrix_rows, matrix_metrics, participation_ratio, spectrum,
                                     interval_bars)
 from .gradient import spearman_by_kind
@@ -149,13 +149,16 @@ def match_rate(val_by_lr: dict, target: float) -> float:
     return min(ok, key=lambda lr: (abs(ok[lr] - target), lr))
 
 # %% ../nbs/15_recipe.ipynb #d2e3f4a5
-def recipe_shared(base: GPT, bases: dict, get_batch, val: list, n_track: int = 4) -> dict:
-    "What every recipe task needs, sent to each worker once: the base (config + state dict), the bases by kind, the data."
-    return dict(config=base.config, state=base.state_dict(), bases=bases, get_batch=get_batch, val=val, n_track=n_track)
+def recipe_shared(base: GPT, bases: dict, get_batch, val: list, n_track: int = 4, device: str = 'cpu') -> dict:
+    """What every recipe task needs, sent to each worker once: the base (config + state dict), the bases by kind, the data,
+    and the `device` each run trains on (amplitudes and trajectories come back as CPU arrays)."""
+    return dict(config=base.config, state=base.state_dict(), bases=bases, get_batch=get_batch, val=val, n_track=n_track,
+                device=device)
 
 def cell_task(task: dict, shared: dict) -> dict:
     "One recipe run: `train_cell` of `task['cell']` under `task['tc']` from `task['seed']`, plus the cell, steps and rate."
-    base = GPT(shared['config']); base.load_state_dict(shared['state']); base.eval()
+    base = GPT(shared['config']); base.load_state_dict(shared['state'])
+    base = base.to(resolve_device(shared.get('device', 'cpu'))).eval()
     cell, tc = task['cell'], task['tc']
     r = train_cell(base, cell, shared['bases'][cell['basis']], shared['get_batch'], tc, shared['val'], task['seed'],
                    shared['n_track'])

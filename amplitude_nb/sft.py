@@ -12,7 +12,7 @@ import numpy as np, pandas as pd
 import torch, torch.nn as nn, torch.nn.functional as F
 from .model import GPT, GPTConfig, n_params, lm_loss
 from .amplitudes import TARGETS, add_amplitudes, target_names, make_bases
-from .train import TrainConfig, train, evaluate, select_params, make_optimizer, autocast, resolve_precision
+from .train import TrainConfig, train, evaluate, select_params, make_optimizer, autocast, resolve_precision, resolve_device
 from . import data, study
 from .grid import run_grid, sweep_rates, lowest
 
@@ -213,7 +213,7 @@ def sft_run(model, which, get_batch, tc: TrainConfig, *, seed=0, eval_steps=(), 
     def cb(step, m, rec):
         if not names: names.extend(n for n, p in m.named_parameters() if p.requires_grad)
         if callback: callback(step, m, rec)
-        if step in eval_steps: snaps[step] = {n: m.get_parameter(n).detach().clone() for n in names}
+        if step in eval_steps: snaps[step] = {n: m.get_parameter(n).detach().to('cpu', copy=True) for n in names}
     rec = train(model, get_batch, tc, which=which, seed=seed, desc=desc, progress=progress, callback=cb,
                 loss_fn=target_loss)
     rec['snapshots'] = snaps
@@ -229,16 +229,18 @@ def eval_snapshots(model, snapshots: dict, batches) -> dict[int, float]:
     return out
 
 # %% ../nbs/13_sft.ipynb #324d4af8
-def sft_shared(base: GPT, inputs: ArmInputs, get_batch, tc: TrainConfig, batches: dict, eval_every: int) -> dict:
-    "What every SFT task needs, sent to each worker once: the base (config + state dict), arm inputs, data, `tc`, L0."
+def sft_shared(base: GPT, inputs: ArmInputs, get_batch, tc: TrainConfig, batches: dict, eval_every: int,
+               device: str = 'cpu') -> dict:
+    """What every SFT task needs, sent to each worker once: the base (config + state dict), arm inputs, data, `tc`, L0,
+    and the `device` each task trains on (its records come back on the CPU)."""
     eval_steps = sorted({*range(eval_every, tc.steps + 1, eval_every), tc.steps})
     L0 = dict(test=evaluate(base, batches['test']), train=evaluate(base, batches['train']))
     return dict(config=base.config, state=base.state_dict(), inputs=inputs, get_batch=get_batch, tc=tc,
-                batches=batches, eval_steps=eval_steps, L0=L0)
+                batches=batches, eval_steps=eval_steps, L0=L0, device=device)
 
 def _base(shared: dict) -> GPT:
     m = GPT(shared['config']); m.load_state_dict(shared['state'])
-    return m.eval()
+    return m.to(resolve_device(shared.get('device', 'cpu'))).eval()
 
 def arm_task(task: dict, shared: dict) -> dict:
     """One run of the grid: `arm` at `lr` from `seed` (`judge`: its validation loss; `keep`: its snapshots come back);
