@@ -23,8 +23,8 @@ from .grid import run_grid, sweep_rates
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'BASES', 'TARGET_SETS', 'FACTORS', 'CENTRE', 'VERDICT_CLAIMS', 'design', 'recipe_bases', 'shared_groups',
            'group_rows', 'run_structure', 'track_steps', 'pr_tracker', 'train_cell', 'match_rate', 'recipe_shared',
-           'cell_task', 'sweep_cells', 'fit_cell', 'claim_verdicts', 'factor_effects', 'plot_trajectories',
-           'plot_matrix_pr']
+           'cell_task', 'sweep_cells', 'fit_cell', 'fit_at_chance', 'claim_verdicts', 'factor_effects',
+           'plot_trajectories', 'plot_matrix_pr']
 
 # %% ../nbs/15_recipe.ipynb #83e45991
 OPTIMIZERS = ('adamw', 'sgd', 'sgd_momentum')
@@ -190,7 +190,12 @@ def fit_cell(base: nn.Module, dense: nn.Module, bases: dict,
     return set_amplitudes(model, amps).eval(), fid
 
 # %% ../nbs/15_recipe.ipynb #bec9ce29
-VERDICT_CLAIMS = ('global_pr', 'crystallizable', 'depth', 'kurtosis')
+VERDICT_CLAIMS = ('structured', 'global_pr', 'crystallizable', 'depth', 'kurtosis')
+
+def fit_at_chance(r: dict, factor: float = 2.0) -> bool:
+    "Whether run `r` is a fit whose (median) fidelity is within `factor`× of its chance level K / n_in."
+    f, c = r.get('fidelity'), r.get('fidelity_chance')
+    return f is not None and c is not None and math.isfinite(f) and f < factor * c
 
 def _name_runs(names) -> str:
     names = list(names)
@@ -201,21 +206,32 @@ def claim_verdicts(runs: list[dict], paper_pr: float = PAPER['structure_global']
     "{claim: sentence} for each of VERDICT_CLAIMS: which of `runs` produce the paper's claim."
     fell = lambda r: verdicts.threshold_verdict((r['val_after'], r['val_after']), r['val_before']) == 'below'
     dropped = [r['run'] for r in runs if not fell(r)]
-    runs = [r for r in runs if fell(r)]
+    chance = [r['run'] for r in runs if fell(r) and fit_at_chance(r)]
+    runs = [r for r in runs if fell(r) and not fit_at_chance(r)]
+    at_chance = (f" Not counted: {len(chance)} fitted run(s) whose fidelity is within 2× of its chance level "
+                 f"({_name_runs(chance)}): a fit at chance describes a random projection of the update, not the update."
+                 if chance else '')
     if not runs:
-        return {k: f"No verdict: no run lowered the validation loss ({_name_runs(dropped)})." for k in VERDICT_CLAIMS}
+        return {k: f"No verdict: no run lowered the validation loss ({_name_runs(dropped)})." + at_chance
+                for k in VERDICT_CLAIMS}
     n = len(runs)
     near = lambda g: verdicts.compare_intervals((g['PR_ci_low'], g['PR_ci_high']), (paper_pr, paper_pr)) == 'overlap'
-    hits = [(r['run'], g) for r in runs for g in r['groups'] if near(g) and g['structured']]
+    hits = [(r['run'], g) for r in runs for g in r['groups'] if near(g)]
     allg = [g['PR'] for r in runs for g in r['groups']]
+    with_rows = [r for r in runs if r['groups']]
     no_global = [r['run'] for r in runs if not r['groups']]
-    gl = (f"PR interval covering {paper_pr} and below the null: "
+    no_row = (f" {len(no_global)} run(s) have no shared basis and so no meaningful global row "
+              f"({_name_runs(no_global)})." if no_global else '')
+    gl = (f"PR interval covering {paper_pr}: "
           + _name_runs(f"{run} ({g['group']} rows: PR {verdicts.sig(g['PR'])}, interval "
                        f"[{verdicts.sig(g['PR_ci_low'])}, {verdicts.sig(g['PR_ci_high'])}])" for run, g in hits)
-          + f", of {sum(bool(r['groups']) for r in runs)} run(s) with a shared-basis global row"
+          + f", of {len(with_rows)} run(s) with a shared-basis global row"
           + (f" (their global PRs span {verdicts.sig(min(allg))}–{verdicts.sig(max(allg))})" if allg else '') + '.'
-          + (f" {len(no_global)} run(s) have no shared basis and so no meaningful global row "
-             f"({_name_runs(no_global)})." if no_global else ''))
+          + no_row)
+    noisy = [f"{r['run']} ({', '.join(g['group'] for g in r['groups'] if not g['structured'])})"
+             for r in with_rows if not all(g['structured'] for g in r['groups'])]
+    st = (f"every global row's PR interval below its null's: {len(with_rows) - len(noisy)} of {len(with_rows)} run(s)"
+          + (f"; not in {_name_runs(noisy)}" if noisy else '') + '.' + no_row)
     cr = [(r['run'], r['crystallizable']) for r in runs if r['crystallizable']]
     best = min(runs, key=lambda r: r['min_PR'])
     cry = (f"PR interval below {low} and below the null: "
@@ -240,7 +256,8 @@ def claim_verdicts(runs: list[dict], paper_pr: float = PAPER['structure_global']
               f"{verdicts.sig(max(r['kurtosis'] for r in runs))}."))
     note = (f" Not counted: {len(dropped)} run(s) whose validation loss did not fall ({_name_runs(dropped)})."
             if dropped else '')
-    return {k: v + note for k, v in dict(global_pr=gl, crystallizable=cry, depth=dep, kurtosis=kur).items()}
+    return {k: v + note + at_chance for k, v in dict(structured=st, global_pr=gl, crystallizable=cry, depth=dep,
+                                                        kurtosis=kur).items()}
 
 # %% ../nbs/15_recipe.ipynb #75c830cb
 def factor_effects(runs: pd.DataFrame, metrics=('stacked_PR', 'median_PR', 'min_PR', 'kurtosis'),

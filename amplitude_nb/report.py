@@ -13,10 +13,10 @@ from .study import PAPER, CLAIMS, SECTIONS, PROFILES, SECTION_NAMES, KIND_ORDER,
 __all__ = ['HEADERS', 'SCALES', 'SECONDARY', 'STRUCTURE_FIELDS', 'MAX_TRAJECTORY_ROWS', 'RECIPE_TABLES', 'RENDERERS', 'CSS',
            'cell', 'md_table', 'header', 'kv_text', 'scaled', 'record_table', 'table_notes', 'paper_layers',
            'secondary_table', 'render_structure', 'seeds_md', 'render_gradient', 'seed_gradient_md', 'render_corpus',
-           'render_sft', 'render_compression', 'recipe_row', 'recipe_tables', 'render_recipe', 'recipe_list',
-           'render_trajectory', 'render_generic', 'section_md', 'banner', 'precision_text', 'run_line', 'fit_md',
-           'headline', 'headline_md', 'duration', 'timing_line', 'slug', 'contents', 'write_report', 'write_html',
-           'compare_runs', 'write_rebuild', 'timing_extras', 'study_paragraph', 'update_readme']
+           'render_sft', 'render_compression', 'recipe_row', 'recipe_tables', 'centre_note', 'render_recipe',
+           'recipe_list', 'render_trajectory', 'render_generic', 'section_md', 'banner', 'precision_text', 'run_line',
+           'fit_md', 'headline', 'headline_md', 'duration', 'timing_line', 'slug', 'contents', 'write_report',
+           'write_html', 'compare_runs', 'write_rebuild', 'timing_extras', 'study_paragraph', 'update_readme']
 
 # %% ../nbs/21_report.ipynb #e809ebbd
 def cell(x) -> str:
@@ -204,7 +204,10 @@ def _paper_sft() -> dict:
             'c_proj': f"loss {V.sig(P['c_proj'])}, efficiency {V.sig(V.pct(P['efficiency']))}%, "
                       f"{V.sig(V.pct(P['c_proj_share']))}% of params"}
 
-def _lr(x): return None if x is None else f"{x:g}"
+def _lr(x, edge=False, grid=None):
+    "A learning rate as the report prints it; one chosen at an end of its (extended) grid says so."
+    if x is None: return None
+    return f"{x:g}" + (f" (rate at the edge of the grid {', '.join(f'{g:g}' for g in grid or [])})" if edge else '')
 
 def _start_end(a, b) -> str:
     "'a → b', or 'a' when the two print the same."
@@ -225,7 +228,7 @@ def render_sft(metrics: dict) -> str:
         n1 = round(n1) if isinstance(n1, float) else n1                     # a mean over seeds of a count
         share = None if n1 is None or not n0 else a.get('pct_params', 0) * n1 / n0
         rows.append({'arm': k, 'trainable (start → end)': _start_end(n0, n1),
-                     '% params': _start_end(a.get('pct_params'), share), 'learning rate': _lr(a.get('lr')), 'L0': a.get('L0'),
+                     '% params': _start_end(a.get('pct_params'), share), 'learning rate': _lr(a.get('lr'), a.get('lr_edge'), a.get('lr_grid')), 'L0': a.get('L0'),
                      'test loss': pm(a.get('test_loss_mean'), a.get('test_loss_std')),
                      'efficiency': efficiency(a),
                      'seconds': (tm.get(k) or {}).get('seconds'), 'paper': paper.get(k, '—')})
@@ -279,7 +282,8 @@ def _joined(texts) -> str: return '; '.join(dict.fromkeys(t for t in texts if t)
 def recipe_row(r: dict) -> dict:
     "One recipe run as a report row: its levels, the loss it reached, the PR of each shared-basis kind against its noise."
     g, s = r.get('groups') or [], V.sig          # a run's global row, when it has one, is one of its groups
-    row = {k: r.get(k) for k in ('optimizer', 'steps', 'basis', 'targets', 'lr')}
+    row = {k: r.get(k) for k in ('optimizer', 'steps', 'basis', 'targets')} | {'lr': _lr(r.get('lr'), r.get('lr_edge'),
+                                                                                           r.get('lr_grid'))}
     row |= {'val loss (before → after)': f"{s(r.get('val_before'))} → {s(r.get('val_after'))}",
             'stacked PR per kind [95% CI]': _joined(f"{x['group'].split('.')[-1]} {V.pr_text(x)}" for x in g)
                                             if g else '— (a basis per matrix)',
@@ -327,10 +331,23 @@ def _trajectory_md(tr: list, run_dir) -> str:
         return "\nPR along training:\n\n" + md_table([{header(k): v for k, v in r.items()} for r in tr])
     return f"\nPR along training: {len(tr)} points in `metrics.json` (`recipe.trajectory`).\n"
 
+def centre_note(m: dict) -> str:
+    "How §6's centre cell (AdamW, shared basis) relates to §1's reference amplitudes: the same recipe, or how it differs."
+    ref, ours = m.get('reference_recipe') or {}, dict(steps=m.get('base_steps'), batch_size=m.get('batch_size'),
+                                                      lr=m.get('adamw_lr'))
+    if not ref or any(v is None for v in ref.values()): return ''
+    text = lambda d: f"{d['steps']} steps of batch {d['batch_size']} at AdamW rate {d['lr']:g}"
+    if ref == ours: return (f"The centre cell (AdamW, one basis per kind) is §1's recipe ({text(ref)}): its row is §1's "
+                            "amplitudes trained again, and its figures should match §1's up to the batch order.\n")
+    return (f"The centre cell (AdamW, one basis per kind) trains {text(ours)}; §1's reference amplitudes trained "
+            f"{text(ref)}. The profile shortens §6's runs to keep the grid's time down, so the centre row's PRs differ "
+            "from §1's by that difference in training, not by a difference in method.\n")
+
 def render_recipe(metrics: dict, run_dir=None) -> str:
     m = metrics['recipe']
     runs = m.get('runs', [])
-    out = [f"{len(runs)} run(s) from the same base, numbered in the three tables below.\n", recipe_tables(runs)
+    out = [f"{len(runs)} run(s) from the same base, numbered in the three tables below.\n", centre_note(m),
+           recipe_tables(runs)
            if runs else '_(no runs)_\n', _trajectory_md(m.get('trajectory') or [], run_dir)]
     v = V.recipe_verdicts(metrics)
     if v: out += ["\n**Verdicts.**\n", recipe_list(v)]
