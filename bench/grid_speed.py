@@ -4,7 +4,7 @@ Run by hand (not a test):  .venv/bin/python bench/grid_speed.py [--profile quick
 The grid is the SFT notebook's at the profile's steps and seeds, before any grid extension: every arm's rates on the
 first seed (validation loss judged), then the other seeds at the middle rate of each arm's grid and the freezing arms
 at `full`'s middle rate (the notebook runs them at the chosen rate; the cost is the same). The same tasks run twice in
-one process: serially (`workers=1`, one thread a task) and on a local cluster of `--workers` worker processes (the
+one process: serially (`workers=1`, one thread a task, as every grid task runs, so the baseline is one core) and on a local cluster of `--workers` worker processes (the
 cluster's start-up counted). The records of the two passes are compared (everything but the runs' clocks).
 `--json` prints one JSON object {"tasks", "serial_seconds", "workers", "workers_seconds", "speedup", ...} and nothing
 else. The machine's load average before and after is part of it: on shared cores the ratio is only as good as that.
@@ -35,11 +35,11 @@ def grid_tasks(seeds) -> list[dict]:
     return tasks
 
 
-def setup(profile: str) -> tuple[dict, list]:
-    "(shared, seeds) of the SFT notebook at `profile`: its amplitude checkpoint, data, bases, freeze plans."
+def setup(profile: str, steps: int | None = None) -> tuple[dict, list]:
+    "(shared, seeds) of the SFT notebook at `profile` (`steps`: fewer steps a run, for a shorter measurement)."
     prof = study.profile_spec(profile)
     sec = prof.sections.get('sft', {})
-    steps, seeds = sec.get('steps', 6), sec.get('seeds', [0, 1])
+    steps, seeds = steps or sec.get('steps', 6), sec.get('seeds', [0, 1])
     ckpt = reference_checkpoints(profile, progress=False)['amplitudes']
     base, tok = load_checkpoint(ckpt).eval(), load_tokenizer(ckpt)
     amps, meta = read_amplitude_file(ckpt/'amplitudes.safetensors')
@@ -63,11 +63,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--profile', default='quick')
     ap.add_argument('--workers', type=int, default=os.cpu_count())
+    ap.add_argument('--steps', type=int, default=None, help="steps a run (default: the profile's SFT steps)")
     ap.add_argument('--json', action='store_true')
     a = ap.parse_args(argv)
     say = (lambda *x: None) if a.json else print
     t0 = time.perf_counter()
-    shared, seeds = setup(a.profile)
+    shared, seeds = setup(a.profile, a.steps)
     tasks = grid_tasks(seeds)
     say(f"{a.profile}: {len(tasks)} tasks of {shared['tc'].steps} steps (set-up {time.perf_counter() - t0:.0f} s)")
     load_before = os.getloadavg()

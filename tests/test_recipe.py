@@ -42,7 +42,7 @@ def test_verdicts_one_per_claim():
     run = dict(run='r', val_before=6.0, val_after=5.9, groups=[], crystallizable=[], min_PR=3.0, min_PR_matrix='L0 c_attn', depth_rho=0.1, depth_p=0.6,
                max_kurtosis=2.0, max_kurtosis_matrix='L0 c_attn', kurtosis=1.0)
     v = claim_verdicts([run])
-    assert set(v) == {'global_pr', 'crystallizable', 'depth', 'kurtosis'} and set(v) <= set(CLAIMS)
+    assert set(v) == {'structured', 'global_pr', 'crystallizable', 'depth', 'kurtosis'} and set(v) <= set(CLAIMS)
     assert all(isinstance(x, str) and x for x in v.values())
 
 def test_match_rate_picks_nearest_finite():
