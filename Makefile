@@ -34,7 +34,7 @@ export-check: $(STAMP)
 
 test: export-check
 	$(BIN)/nbdev_test --timing
-	$(BIN)/python -m pytest -q -n auto --dist loadgroup tests
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder tests
 
 reproduce: $(STAMP)
 	$(BIN)/amplitude-nb reproduce --profile $(PROFILE)
