@@ -11,8 +11,8 @@ from . import study
 
 # %% auto #0
 __all__ = ['KNOWN', 'PATH_ARGS', 'error_line', 'resolve_args', 'cmd_corpus', 'cmd_checkpoints', 'cmd_info',
-           'structure_amplitudes', 'cmd_structure', 'preflight_reproduce', 'compute_args', 'cmd_reproduce', 'cmd_run',
-           'Parser', 'count', 'parser', 'Terminated', 'main']
+           'structure_amplitudes', 'cmd_structure', 'compute_args', 'cmd_reproduce', 'cmd_run', 'Parser', 'count',
+           'parser', 'Terminated', 'main']
 
 # %% ../nbs/90_cli.ipynb #e0000002
 KNOWN = (('amplitude_nb.data', 'DataError'), ('amplitude_nb.model', 'CheckpointError'),
@@ -151,19 +151,6 @@ def cmd_structure(a, log):
     else: print(f"{source}, {len(amps)} matrices\n\n" + format_structure(table, meta))
 
 # %% ../nbs/90_cli.ipynb #e0000014
-def preflight_reproduce(profile: str, out) -> Path:
-    "The run folder of `reproduce --profile profile`, checked with the cache, $TMPDIR and their free space."
-    import tempfile
-    from amplitude_nb.inputs import (check_out, absolute, check_cache, check_tmp, check_room, cache_path, gpt_params,
-                                     run_bytes, MB)
-    out = check_out(out or absolute(Path('reports')/profile), inputs=[cache_path()])
-    check_cache(); check_tmp()
-    spec = study.profile_spec(profile)
-    n = gpt_params(spec.model)
-    check_room({out: (run_bytes(0), '--out'), cache_path(): (run_bytes(n, checkpoints=4, fixed=256 * MB), 'the cache'),
-                Path(tempfile.gettempdir()): (run_bytes(0), '$TMPDIR')})
-    return out
-
 def compute_args(a) -> dict:
     "{'workers', 'scheduler', 'device'} from the command line, the device checked (an absent GPU is refused here)."
     from amplitude_nb.inputs import InputError
@@ -173,8 +160,9 @@ def compute_args(a) -> dict:
     return dict(workers=a.workers, scheduler=a.scheduler, device=a.device)
 
 def cmd_reproduce(a, log):
+    from amplitude_nb.inputs import check_reproduce
+    out = check_reproduce(a.profile, a.out)        # before torch loads: a bad --out or a full disk costs nothing
     compute = compute_args(a)
-    out = preflight_reproduce(a.profile, a.out)
     log(f"reproduce --profile {a.profile}: corpus, tokenizer and checkpoints (built once, then cached), "
         f"then the section notebooks, into {out}")
     from amplitude_nb.pipeline import reproduce

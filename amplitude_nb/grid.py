@@ -72,8 +72,7 @@ def run_grid(fn: Callable, tasks: Sequence, *, shared=None, workers: int | None 
         with tqdm(total=len(tasks), desc=desc, disable=not progress) as bar:
             for f in as_completed(futs):
                 if f.status == 'error':
-                    e = f.exception()
-                    client.cancel(futs)
+                    e = f.exception()                    # the others are cancelled below, in `finally`
                     raise (e if isinstance(e, GridTaskError) else GridTaskError(
                         f"{label(tasks[index[f.key]])} failed: {_one_line(e)}")) from None
                 out[index[f.key]] = f.result()

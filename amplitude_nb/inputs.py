@@ -10,10 +10,11 @@ from pathlib import Path
 from . import study
 
 # %% auto #0
-__all__ = ['RUN_MARKER', 'CACHE_VAR', 'MB', 'InputError', 'absolute', 'need', 'mark_run_folder', 'is_run_folder', 'check_out',
-           'cache_path', 'check_place', 'check_cache', 'check_tmp', 'gpt_params', 'run_bytes', 'check_room',
-           'check_amplitudes', 'amplitude_file', 'check_model_amplitudes', 'check_checkpoint', 'check_base',
-           'find_tokenizer', 'check_tokenizer', 'check_corpus', 'check_sft', 'skip_reasons', 'RunInputs', 'check_run']
+__all__ = ['RUN_MARKER', 'CACHE_VAR', 'MB', 'InputError', 'absolute', 'need', 'mark_run_folder', 'is_run_folder',
+           'existing_ancestor', 'check_out', 'cache_path', 'check_place', 'check_cache', 'check_tmp', 'gpt_params',
+           'run_bytes', 'check_room', 'check_reproduce', 'check_amplitudes', 'amplitude_file', 'check_model_amplitudes',
+           'check_checkpoint', 'check_base', 'find_tokenizer', 'check_tokenizer', 'check_corpus', 'check_sft',
+           'skip_reasons', 'RunInputs', 'check_run']
 
 # %% ../nbs/08_inputs.ipynb #a0000007
 class InputError(ValueError):
@@ -68,6 +69,18 @@ def _writable(d: Path) -> bool:
     try: os.rmdir(tempfile.mkdtemp(prefix='.amplitude-nb-probe-', dir=d)); return True
     except OSError: return False
 
+def existing_ancestor(p: Path) -> Path:
+    "`p` itself if it exists, else its nearest ancestor that does."
+    while not p.exists(): p = p.parent
+    return p
+
+def _usable_ancestor(p: Path, what: str, verb: str = 'made') -> Path:
+    "The nearest existing ancestor of `p` (or `p`), if it is a writable folder; InputError naming `what` otherwise."
+    anc = existing_ancestor(p)
+    if not anc.is_dir(): raise InputError(f"{anc}: is a file, so {what} cannot be made there")
+    if not _writable(anc): raise InputError(f"{anc}: cannot write here, so {what} cannot be {verb}")
+    return anc
+
 def check_out(out: Path, inputs=()) -> Path:
     "`out` if a run may replace it with its report folder; InputError saying why not (nothing is changed)."
     out = absolute(out)
@@ -82,10 +95,7 @@ def check_out(out: Path, inputs=()) -> Path:
                          + (", though it has a REPORT.md or metrics.json: if an older version wrote it, delete it "
                             "yourself" if old else "") +
                          "); a run replaces its --out folder whole, so name a new or empty folder (nothing was changed)")
-    anc = out.parent
-    while not anc.exists(): anc = anc.parent
-    if not anc.is_dir(): raise InputError(f"{anc}: is a file, so the output folder {out} cannot be made there")
-    if not _writable(anc): raise InputError(f"{anc}: cannot write here, so the output folder {out} cannot be made")
+    _usable_ancestor(out.parent, f"the output folder {out}")     # the run folder is made beside `out`
     return out
 
 # %% ../nbs/08_inputs.ipynb #a0000051
@@ -100,10 +110,7 @@ def check_place(d: Path, what: str) -> Path:
     d = absolute(d)
     if d.exists() and not d.is_dir():
         raise InputError(f"{d}: is a file, but {what} must name a folder")
-    anc = d
-    while not anc.exists(): anc = anc.parent
-    if not anc.is_dir(): raise InputError(f"{anc}: is a file, so {what} ({d}) cannot be made there")
-    if not _writable(anc): raise InputError(f"{anc}: cannot write here, so {what} ({d}) cannot be used")
+    _usable_ancestor(d, f"{what} ({d})", 'used')
     return d
 
 def check_cache() -> Path:
@@ -127,16 +134,12 @@ def run_bytes(n_params: int, *, checkpoints: int = 1, fixed: int = 64 * MB, marg
     "Room for `checkpoints` float32 copies of an `n_params` model plus `fixed` bytes, times `margin`."
     return int(margin * (4 * n_params * checkpoints + fixed))
 
-def _device_root(p: Path) -> Path:
-    while not p.exists(): p = p.parent
-    return p
-
 def check_room(needs: dict) -> dict:
     "{place: free bytes} for `needs` ({place: (bytes, what)}); InputError naming the first place short of room."
     import shutil
     by_dev = {}
     for p, (n, what) in needs.items():
-        root = _device_root(absolute(p))
+        root = existing_ancestor(absolute(p))
         dev = os.stat(root).st_dev
         by_dev.setdefault(dev, [root, 0, []]); by_dev[dev][1] += n; by_dev[dev][2].append(f"{what} {p}")
     free = {}
@@ -146,6 +149,16 @@ def check_room(needs: dict) -> dict:
             raise InputError(f"{root}: {free[root] / MB:,.0f} MB free, but this run needs about {n / MB:,.0f} MB "
                              f"there (for {'; '.join(whats)}); free some space or choose another place")
     return free
+
+def check_reproduce(profile, out=None) -> Path:
+    "The run folder of `reproduce` for `profile` (a name or spec), checked with the cache, $TMPDIR and their free space."
+    spec = profile if hasattr(profile, 'model') else study.profile_spec(profile)
+    out = check_out(out or absolute(Path('reports')/spec.name), inputs=[cache_path()])
+    check_cache(); check_tmp()
+    n = gpt_params(spec.model)
+    check_room({out: (run_bytes(0), '--out'), cache_path(): (run_bytes(n, checkpoints=4, fixed=256 * MB), 'the cache'),
+                Path(tempfile.gettempdir()): (run_bytes(0), '$TMPDIR')})
+    return out
 
 # %% ../nbs/08_inputs.ipynb #a0000017
 def check_amplitudes(amps: dict, path) -> dict:

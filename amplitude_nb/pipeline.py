@@ -14,11 +14,11 @@ from .inputs import is_run_folder, mark_run_folder
 
 # %% auto #0
 __all__ = ['AMPLITUDE_SECTIONS', 'GRID_SECTIONS', 'KERNEL', 'OFFLINE_TEMPLATE', 'notebook_dir', 'skipped_sections',
-           'section_params', 'clean_dead_temp', 'kernel_spec', 'kernel_manager_class', 'kill_kernels',
-           'without_slow_cells', 'RunError', 'execute', 'mathml', 'offline_exporter', 'final_paths', 'to_html',
-           'network_loads', 'RunFolderError', 'check_out', 'remove_run_folder', 'clean_stale', 'compute_record',
-           'run_sections', 'base_info', 'reproduce', 'find_tokenizer', 'choose_tokenizer', 'heldout_losses', 'Prepared',
-           'prepare_checkpoint', 'run']
+           'section_params', 'remove_run_folder', 'marked_temp', 'clean_dead_temp', 'kernel_spec',
+           'kernel_manager_class', 'kill_kernels', 'without_slow_cells', 'RunError', 'execute', 'mathml',
+           'offline_exporter', 'final_paths', 'to_html', 'network_loads', 'RunFolderError', 'check_out', 'clean_stale',
+           'compute_record', 'run_sections', 'base_info', 'reproduce', 'find_tokenizer', 'choose_tokenizer',
+           'heldout_losses', 'Prepared', 'prepare_checkpoint', 'run']
 
 # %% ../nbs/20_pipeline.ipynb #7835d46e
 def notebook_dir() -> Path:
@@ -74,20 +74,37 @@ def _alive(pid: int) -> bool:
     except PermissionError: return True
     return True
 
+def _dead(pid: str) -> bool:
+    "Whether `pid` (text) names another process that no longer exists."
+    return pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
+
+
+def remove_run_folder(p: Path) -> bool:
+    "Remove `p` if it is a run folder (it carries the marker) or an empty folder; whether it is gone."
+    p = Path(p)
+    if is_run_folder(p): shutil.rmtree(p, ignore_errors=True)
+    elif p.is_dir() and not p.is_symlink():
+        with contextlib.suppress(OSError): p.rmdir()
+    return not p.exists() and not p.is_symlink()
+
+def marked_temp(prefix: str) -> Path:
+    "A new `<tmp>/<prefix>-<pid>-*` folder carrying the run marker, so that only it is ever cleaned up as ours."
+    d = Path(tempfile.mkdtemp(prefix=f'{prefix}-{os.getpid()}-')).resolve()
+    mark_run_folder(d)
+    return d
+
 def clean_dead_temp(prefix: str) -> list[Path]:
-    "Remove the `<tmp>/<prefix>-<pid>-*` folders whose process `pid` is gone (left by a killed run); returns them."
+    "Remove the marked `<tmp>/<prefix>-<pid>-*` folders whose process `pid` is gone (left by a killed run); returns them."
     gone = []
-    for p in Path(tempfile.gettempdir()).glob(glob.escape(prefix) + '-*-*'):
-        pid = p.name[len(prefix) + 1:].split('-')[0]
-        if p.is_dir() and not p.is_symlink() and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True); gone.append(p)
+    for p in Path(tempfile.gettempdir()).resolve().glob(glob.escape(prefix) + '-*-*'):
+        if _dead(p.name[len(prefix) + 1:].split('-')[0]) and is_run_folder(p) and remove_run_folder(p): gone.append(p)
     return gone
 
 @contextlib.contextmanager
 def kernel_spec():
     "A kernelspec for this interpreter on a temporary Jupyter path while the block runs; yields that folder."
     clean_dead_temp('amplitude-nb-kernel')
-    d = Path(tempfile.mkdtemp(prefix=f'amplitude-nb-kernel-{os.getpid()}-'))
+    d = marked_temp('amplitude-nb-kernel')
     old = os.environ.get('JUPYTER_PATH')
     _SCRATCH.append(d)
     try:
@@ -254,23 +271,13 @@ def check_out(out, inputs=()) -> Path:
     try: return check(Path(out), inputs)
     except InputError as e: raise RunFolderError(str(e)) from None
 
-def remove_run_folder(p: Path) -> bool:
-    "Remove `p` if it is a run folder (it carries the marker) or an empty folder; whether it is gone."
-    p = Path(p)
-    if is_run_folder(p): shutil.rmtree(p, ignore_errors=True)
-    elif p.is_dir() and not p.is_symlink():
-        with contextlib.suppress(OSError): p.rmdir()
-    return not p.exists() and not p.is_symlink()
-
 # %% ../nbs/20_pipeline.ipynb #533ba35e
 def clean_stale(out: Path, log=print) -> list[Path]:
     "Remove the `<out>.tmp-<pid>` and `<out>.old-<pid>` run folders whose process is gone (killed runs); returns them."
     out, gone = Path(out), []
     for p in sorted(out.parent.glob(glob.escape(out.name) + '.*-*')):
         kind, _, pid = p.name[len(out.name) + 1:].partition('-')
-        if kind in ('tmp', 'old') and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)) \
-           and is_run_folder(p):
-            shutil.rmtree(p, ignore_errors=True); gone.append(p)
+        if kind in ('tmp', 'old') and _dead(pid) and is_run_folder(p) and remove_run_folder(p): gone.append(p)
     for p in gone: log(f"{'cleaned':24}         {p.name} (left by a run that was killed)")
     return gone
 
@@ -298,8 +305,9 @@ def _write_report(run_dir: Path, metrics: dict) -> list[Path]:
 def compute_record(compute: dict | None) -> dict:
     "`timing`'s record of where the grids ran: `workers` (a count, or the scheduler's address) and `device`."
     c = dict(compute or {})
-    sched = c.get('scheduler') or os.environ.get('DASK_SCHEDULER_ADDRESS')
-    workers = sched if sched else (c.get('workers') or os.cpu_count() if 'workers' in c else 1)
+    if sched := c.get('scheduler') or os.environ.get('DASK_SCHEDULER_ADDRESS'): workers = sched
+    elif 'workers' in c: workers = c['workers'] or os.cpu_count()     # None: one per core
+    else: workers = 1                                                  # the notebooks' default: in-process
     return dict(workers=workers, device=str(c.get('device', 'cpu')))
 
 # %% ../nbs/20_pipeline.ipynb #562edcf1
@@ -343,12 +351,12 @@ def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict |
         (tmp/'metrics.json').write_text(json.dumps(to_jsonable(metrics), indent=1, allow_nan=False) + '\n')
         reports = _write_report(tmp, metrics)
     except KeyboardInterrupt:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_run_folder(tmp)
         log(f"interrupted; {out} is unchanged")
         raise
     except Exception as e:
         if _no_space(e):
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_run_folder(tmp)
             raise RunError(f"{out.parent}: no space left on device while writing the run; the partial run was removed "
                            f"and {out} is unchanged (free some space and rerun)") from None
         failed = out.with_name(out.name + '.failed')
@@ -382,7 +390,9 @@ def reproduce(profile='paper', out=None, sections=None, *, progress=True, html=T
     from amplitude_nb.train import reference_checkpoints, profile_data, get_profile, checkpoint_precision, precision_note
     started = time.time()
     prof = get_profile(profile)
-    out = check_out(out or Path('reports')/prof.name)
+    from amplitude_nb.inputs import InputError, check_reproduce
+    try: out = check_reproduce(prof, out)              # the run folder, the cache, $TMPDIR and their room
+    except InputError as e: raise RunFolderError(str(e)) from None
     sections = study.check_names(sections or list(study.SECTION_NAMES), study.SECTION_NAMES, 'section')
     log(f"reproduce --profile {prof.name} into {out}: corpus, tokenizer and checkpoints (cached after the first run), "
         f"then {len(sections)} section notebooks")
@@ -539,7 +549,8 @@ def run(checkpoint, base=None, corpus=None, *, sft=None, out=None, tokenizer=Non
     study.profile_spec(sizes)
     log(f"run on {checkpoint} into {out}: tokenizer and checkpoint, then up to {len(sections)} section notebooks")
     clean_dead_temp('amplitude-nb-run')                  # a killed run's copy of the base weights
-    with tempfile.TemporaryDirectory(prefix=f'amplitude-nb-run-{os.getpid()}-') as work:
+    work = marked_temp('amplitude-nb-run')
+    try:
         t = time.time()
         prep = prepare_checkpoint(checkpoint, base, Path(work), tokenizer=tokenizer, sft=sft, K=K, seed=seed, log=log)
         prep_seconds = time.time() - t
@@ -556,6 +567,7 @@ def run(checkpoint, base=None, corpus=None, *, sft=None, out=None, tokenizer=Non
                             files=None if prep.amplitudes is None else {'amplitudes.safetensors': prep.amplitudes},
                             timing=dict(checkpoints_seconds=prep_seconds), started=started, progress=progress,
                             html=html, log=log, aliases=_aliases(prep, work), compute=compute)
+    finally: remove_run_folder(work)
 
 def _aliases(prep: Prepared, work) -> dict:
     "What the executed notebooks should say instead of the temporary folder of `run` (removed when it ends)."

@@ -101,8 +101,8 @@ def precision_note(profile, native: bool | None = None) -> str | None:
 
 def autocast(precision: str = 'auto', device_type: str = 'cpu'):
     "The context of a training step's forward pass and loss: bf16 autocast (always on CUDA), or none (fp32)."
-    if device_type == 'cuda': return torch.autocast('cuda', dtype=torch.bfloat16)
-    return torch.autocast(device_type, dtype=torch.bfloat16) if resolve_precision(precision) == 'bf16' else nullcontext()
+    bf16 = device_type == 'cuda' or resolve_precision(precision) == 'bf16'
+    return torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 # %% ../nbs/03_train.ipynb #dev00002
 DEVICES = ('auto', 'cpu', 'cuda', 'mps')

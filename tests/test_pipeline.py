@@ -109,7 +109,10 @@ def test_killed_run_work_folder_is_removed_next_time(tmp_path, monkeypatch):
     from amplitude_nb import pipeline
     dead = subprocess.Popen([sys.executable, '-c', 'pass']); dead.wait()
     monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    from amplitude_nb.inputs import mark_run_folder
     left = tmp_path/f'amplitude-nb-run-{dead.pid}-abc'; left.mkdir(); (left/'model.safetensors').write_bytes(b'0' * 64)
+    mark_run_folder(left)                                          # every work folder a run makes carries the marker
     other = tmp_path/'amplitude-nb-run-notes'; other.mkdir()
-    assert pipeline.clean_dead_temp('amplitude-nb-run') == [left]
-    assert not left.exists() and other.exists()
+    unmarked = tmp_path/f'amplitude-nb-run-{dead.pid}-mine'; unmarked.mkdir(); (unmarked/'data.csv').write_text('1')
+    assert pipeline.clean_dead_temp('amplitude-nb-run') == [left.resolve()]
+    assert not left.exists() and other.exists() and (unmarked/'data.csv').read_text() == '1'
