@@ -66,6 +66,7 @@ def main(argv=None):
     ap.add_argument('--steps', type=int, default=None, help="steps a run (default: the profile's SFT steps)")
     ap.add_argument('--json', action='store_true')
     a = ap.parse_args(argv)
+    started = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
     say = (lambda *x: None) if a.json else print
     t0 = time.perf_counter()
     shared, seeds = setup(a.profile, a.steps)
@@ -83,7 +84,9 @@ def main(argv=None):
                speedup=round(serial_s / par_s, 3), profile=a.profile, steps=shared['tc'].steps,
                identical_records=strip(serial) == strip(par), cpu_count=os.cpu_count(),
                load_average_before=[round(x, 2) for x in load_before],
-               load_average_after=[round(x, 2) for x in os.getloadavg()])
+               load_average_after=[round(x, 2) for x in os.getloadavg()],
+               command=' '.join(['python', 'bench/grid_speed.py', *(argv if argv is not None else sys.argv[1:])]),
+               started=started, finished=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
     print(json.dumps(out) if a.json else '\n'.join(f"{k}: {v}" for k, v in out.items()))
     return 0 if out['identical_records'] else 1
 
