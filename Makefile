@@ -33,7 +33,7 @@ export-check: $(STAMP)
 	@rm -rf .export-check
 
 test: export-check
-	$(BIN)/nbdev_test --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --timing  # notebooks run side by side: one OpenMP thread each (see tests/conftest.py)
 	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder tests
 
 reproduce: $(STAMP)

@@ -265,7 +265,7 @@ def parser() -> argparse.ArgumentParser:
         sub.choices[name].add_argument('--quiet', action='store_true', help='no progress bars')
         sub.choices[name].add_argument('--workers', type=count(1, 4096), default=None, metavar='N',
                                        help='worker processes for the training grids (SFT, recipe): 1 trains them in '
-                                            'this process; default: one per CPU core, on a local Dask cluster')
+                                            'this process; default: one per CPU core on a local Dask cluster (the smoke sizes: 1)')
         sub.choices[name].add_argument('--scheduler', default=None, metavar='ADDRESS',
                                        help='send the training grids to a running Dask cluster, tcp://HOST:PORT '
                                             '(default: $DASK_SCHEDULER_ADDRESS if set, else local workers)')

@@ -17,8 +17,8 @@ __all__ = ['AMPLITUDE_SECTIONS', 'GRID_SECTIONS', 'KERNEL', 'OFFLINE_TEMPLATE', 
            'section_params', 'remove_run_folder', 'marked_temp', 'clean_dead_temp', 'kernel_spec',
            'kernel_manager_class', 'kill_kernels', 'without_slow_cells', 'RunError', 'execute', 'mathml',
            'offline_exporter', 'final_paths', 'to_html', 'network_loads', 'RunFolderError', 'check_out', 'clean_stale',
-           'compute_record', 'run_sections', 'base_info', 'reproduce', 'find_tokenizer', 'choose_tokenizer',
-           'heldout_losses', 'Prepared', 'prepare_checkpoint', 'run']
+           'compute_record', 'resolve_compute', 'run_sections', 'base_info', 'reproduce', 'find_tokenizer',
+           'choose_tokenizer', 'heldout_losses', 'Prepared', 'prepare_checkpoint', 'run']
 
 # %% ../nbs/20_pipeline.ipynb #7835d46e
 def notebook_dir() -> Path:
@@ -310,6 +310,14 @@ def compute_record(compute: dict | None) -> dict:
     else: workers = 1                                                  # the notebooks' default: in-process
     return dict(workers=workers, device=str(c.get('device', 'cpu')))
 
+def resolve_compute(compute: dict | None, sizes: str) -> dict:
+    """`compute` with `workers` decided where the caller left it open (absent or None): the profile's `workers` (the
+    smoke profile's training runs take a fraction of a second, less than a worker process costs to start), else one
+    worker per core."""
+    c = dict(compute or {})
+    if c.get('workers') is None: c['workers'] = study.profile_spec(sizes).workers or os.cpu_count()
+    return c
+
 # %% ../nbs/20_pipeline.ipynb #562edcf1
 def run_sections(checkpoint: Path, out: Path, run_info: dict, *, skipped: dict | None = None, sections=None,
                  sizes='paper', corpus=None, sft=None, seed=0, raw_checkpoint=None, extra: dict | None = None,
@@ -412,7 +420,8 @@ def reproduce(profile='paper', out=None, sections=None, *, progress=True, html=T
                 package_version=amplitude_nb.__version__, **base_info(refs['base']))
     return run_sections(refs['amplitudes'], out, info, sections=sections, sizes=prof.name, seed=prof.seed,
                         timing=dict(checkpoints_seconds=time.time() - t if built else 0), started=started,
-                        progress=progress, html=html, log=log, seed_amplitudes=refs['amplitudes_seeds'], compute=compute)
+                        progress=progress, html=html, log=log, seed_amplitudes=refs['amplitudes_seeds'],
+                        compute=resolve_compute(compute, prof.name))
 
 # %% ../nbs/20_pipeline.ipynb #5ca2bd87
 def find_tokenizer(d: Path):
@@ -566,7 +575,8 @@ def run(checkpoint, base=None, corpus=None, *, sft=None, out=None, tokenizer=Non
                             extra=None if prep.fit is None else dict(fit=prep.fit),
                             files=None if prep.amplitudes is None else {'amplitudes.safetensors': prep.amplitudes},
                             timing=dict(checkpoints_seconds=prep_seconds), started=started, progress=progress,
-                            html=html, log=log, aliases=_aliases(prep, work), compute=compute)
+                            html=html, log=log, aliases=_aliases(prep, work),
+                            compute=resolve_compute(compute, sizes))
     finally: remove_run_folder(work)
 
 def _aliases(prep: Prepared, work) -> dict:

@@ -132,13 +132,14 @@ class ProfileSpec:
     seeds: tuple = (0, 1, 2)       # training seeds (batch orders) of the reference amplitudes; the first is `seed`'s
     precision: str = 'auto'        # of the base's and the amplitudes' training: 'auto', 'bf16' or 'fp32'
     is_result: bool = True         # False: a plumbing check whose numbers are not results
+    workers: int | None = None     # the grids' worker processes when none are asked for: None one per core, 1 in-process
 
 PROFILES = {p.name: p for p in (
     ProfileSpec('smoke', 'a model of a few thousand parameters, about 5 minutes on 2 cores: checks the plumbing, not a result',
                 model=dict(vocab_size=320, n_ctx=96, n_embd=16, n_layer=2, n_head=2),
                 pretrain=dict(steps=30, batch_size=8, lr=3e-3, warmup=3, eval_every=15, eval_batches=2),
                 amplitudes=dict(steps=20, batch_size=8, lr=3e-2, warmup=2, eval_every=10, eval_batches=2),
-                corpus_docs=3000, is_result=False),
+                corpus_docs=3000, is_result=False, workers=1),   # its training runs take a fraction of a second
     ProfileSpec('quick', '8 layers of width 128, vocabulary 4,096: a few minutes on 2 cores',
                 model=dict(vocab_size=4096, n_ctx=128, n_embd=128, n_layer=8, n_head=4),
                 pretrain=dict(steps=300, batch_size=16, lr=2e-3, warmup=30, eval_every=100, eval_batches=8),

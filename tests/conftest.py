@@ -3,6 +3,10 @@ import json, os, subprocess, sys
 from pathlib import Path
 import pytest
 
+# Tests run side by side (pytest-xdist workers, the run's kernels): one OpenMP thread per process. Two threads each on
+# 2 cores stall at every barrier while the other process runs: a small training loop went 4.8 s -> 119 s.
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+
 CLI = str(Path(sys.executable).parent/'amplitude-nb')
 ROOT = Path(__file__).resolve().parent.parent
 

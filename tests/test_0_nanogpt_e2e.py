@@ -14,14 +14,15 @@ def world(tmp_path_factory):
 @e2e
 def test_e2e_interrupted_then_char_level_nanogpt_gets_all_five_sections(world, tmp_path):
     """SIGINT in the middle of a run: exit 130, one line, the previous report intact, no debris. Then the same command
-    runs clean: a character-level nanoGPT pair (ckpt.pt, meta.pkl) gets all five paper sections.
+    runs clean: a character-level nanoGPT pair (ckpt.pt, meta.pkl) gets all five paper sections (asked for by name:
+    the smoke run covers the other two).
     (One command serves both checks: a whole run is the costliest thing in this file.)"""
     r = world['root']
     out = tmp_path/'run'; shutil.copytree(r/'previous_run', out)
     before = (out/'REPORT.md').read_text()
     args = [CLI, 'run', '--checkpoint', r/'nano_tuned'/'ckpt.pt', '--base', r/'nano_base'/'ckpt.pt', '--tokenizer',
             r/'meta.pkl', '--corpus', r/'corpus.txt', '--sft', r/'pairs.jsonl', '--sizes', 'smoke', '--quiet',
-            '--out', out, '--workers', '1']
+            '--out', out, '--workers', '1', '--sections', 'structure', 'gradient', 'corpus', 'sft', 'compression']
     env = {**os.environ, 'AMPLITUDE_NB_CACHE': str(tmp_path/'cache')}
     p = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                          preexec_fn=sigint_default)
