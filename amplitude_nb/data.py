@@ -39,7 +39,9 @@ def _building(dst: Path):
     try:
         yield tmp
         try: tmp.rename(dst)
-        except OSError: pass  # another process finished the same entry first: keep theirs
+        except OSError:
+            if not dst.exists(): raise   # a full disk or a permission, not a race: say so
+            # else another process finished the same entry first: keep theirs
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
 def _sha(s: str) -> str: return hashlib.sha256(s.encode()).hexdigest()
