@@ -13,12 +13,12 @@ from .results import collect_metrics, to_jsonable
 from .inputs import is_run_folder, mark_run_folder
 
 # %% auto #0
-__all__ = ['AMPLITUDE_SECTIONS', 'GRID_SECTIONS', 'KERNEL', 'OFFLINE_TEMPLATE', 'notebook_dir', 'skipped_sections',
+__all__ = ['AMPLITUDE_SECTIONS', 'GRID_SECTIONS', 'KERNEL', 'SAVE_EVERY', 'OFFLINE_TEMPLATE', 'notebook_dir', 'skipped_sections',
            'section_params', 'remove_run_folder', 'marked_temp', 'clean_dead_temp', 'kernel_spec',
-           'kernel_manager_class', 'kill_kernels', 'without_slow_cells', 'RunError', 'execute', 'mathml',
-           'offline_exporter', 'final_paths', 'to_html', 'network_loads', 'RunFolderError', 'check_out', 'clean_stale',
-           'compute_record', 'resolve_compute', 'run_sections', 'base_info', 'reproduce', 'find_tokenizer',
-           'choose_tokenizer', 'heldout_losses', 'Prepared', 'prepare_checkpoint', 'run']
+           'kernel_manager_class', 'kill_kernels', 'without_slow_cells', 'notebook_engine', 'RunError', 'execute',
+           'mathml', 'offline_exporter', 'final_paths', 'to_html', 'network_loads', 'RunFolderError', 'check_out',
+           'clean_stale', 'compute_record', 'resolve_compute', 'run_sections', 'base_info', 'reproduce',
+           'find_tokenizer', 'choose_tokenizer', 'heldout_losses', 'Prepared', 'prepare_checkpoint', 'run']
 
 # %% ../nbs/20_pipeline.ipynb #7835d46e
 def notebook_dir() -> Path:
@@ -163,6 +163,38 @@ def without_slow_cells(nb: Path, dst: Path) -> Path:
     nbformat.write(book, dst)
     return dst
 
+# %% ../nbs/20_pipeline.ipynb #728934a6
+SAVE_EVERY = 10.0          # seconds between writes of a running notebook
+
+def notebook_engine(every: float = SAVE_EVERY) -> str:
+    """The name of a papermill engine (registered here) that writes the output notebook when it starts, when it ends
+    and at most every `every` seconds in between, instead of twice per cell."""
+    from papermill.engines import papermill_engines, NBClientEngine, NotebookExecutionManager
+    class Manager(NotebookExecutionManager):
+        force = False
+        def save(self, **kw):
+            if self.force or (self.now() - self.last_save_time).total_seconds() >= every: super().save(**kw)
+        def _forced(self, step, **kw):
+            self.force = True
+            try: step(**kw)
+            finally: self.force = False
+        def notebook_start(self, **kw): self._forced(super().notebook_start, **kw)
+        def notebook_complete(self, **kw): self._forced(super().notebook_complete, **kw)
+    class Engine(NBClientEngine):
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
+                             autosave_cell_every=30, **kw):
+            man = Manager(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
+                          autosave_cell_every=autosave_cell_every)
+            man.notebook_start()
+            try: cls.execute_managed_notebook(man, kernel_name, log_output=log_output, **kw)
+            finally:
+                man.cleanup_pbar(); man.notebook_complete()
+            return man.nb
+    name = f'amplitude-nb-every-{every:g}s'
+    papermill_engines.register(name, Engine)
+    return name
+
 # %% ../nbs/20_pipeline.ipynb #0cbb3922
 class RunError(RuntimeError):
     "A section notebook failed; the failed run is kept for inspection."
@@ -181,6 +213,7 @@ def execute(nb: Path, out: Path, params: dict, *, progress=True, log=print, skip
     src = without_slow_cells(nb, trimmed) if skip_slow else nb
     def work():
         try: pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=KERNEL, progress_bar=progress,
+                                 engine_name=notebook_engine(),
                                  cwd=str(nb.parent), log_output=False, kernel_manager_class=kernel_manager_class())
         except BaseException as e: box['error'] = e
     th = threading.Thread(target=work, name=f'papermill {nb.name}', daemon=True)

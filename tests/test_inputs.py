@@ -452,10 +452,10 @@ def test_data_loss_cases_end_to_end(world, tmp_path):
     assert changes(before, snapshot(tmp_path/'runs')) == [] and (tmp_path/'runs'/'old'/'myckpt'/'config.json').exists()
     char_tokenizer({c: i for c, i in STOI.items() if c != '\n'}).save(str(tmp_path/'noeot.json'))
     res = cli('run', '--checkpoint', r/'tuned', '--base', r/'base', '--tokenizer', tmp_path/'noeot.json',
-              '--sections', 'structure', '--sizes', 'smoke', '--quiet', '--out', tmp_path/'noeot_run', env=env)
+              '--sections', 'gradient', '--sizes', 'smoke', '--quiet', '--out', tmp_path/'noeot_run', env=env)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     m = json.loads((tmp_path/'noeot_run'/'metrics.json').read_text())
-    assert m['run']['sections'] == ['structure'] and (tmp_path/'noeot_run'/'REPORT.md').exists()
+    assert m['run']['sections'] == ['gradient'] and (tmp_path/'noeot_run'/'REPORT.md').exists()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -43,11 +43,11 @@ def test_run_fits_a_dense_checkpoint(tmp_path, refs):
     base = refs['base']
     tuned, planted = planted_finetune(base, tmp_path)
     lines = []
-    out = run(tuned, base, sft=None, out=tmp_path/'fitted', sections=['structure', 'compression'], sizes='smoke',
+    out = run(tuned, base, sft=None, out=tmp_path/'fitted', sections=['gradient', 'compression'], sizes='smoke',
               progress=False, html=False, log=lines.append)
     m = metrics(out)
     assert m['run']['profile'] == 'run' and 'corpus_sha256' not in m['run']
-    assert m['run']['sections'] == ['structure', 'compression'] and 'corpus' not in m['run']['skipped']
+    assert m['run']['sections'] == ['gradient', 'compression'] and 'corpus' not in m['run']['skipped']
     recs = m['fit']['matrices']
     assert [r['matrix'] for r in recs] == list(planted)
     for r in recs:
@@ -75,7 +75,7 @@ def test_run_without_base_skips_with_reasons(tmp_path, refs):
     cfg = transformers.GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=64, n_embd=24, n_layer=2, n_head=3)
     transformers.GPT2LMHeadModel(cfg).save_pretrained(tmp_path/'hf')
     tok.save(str(tmp_path/'hf'/'tokenizer.json'))
-    out = run(tmp_path/'hf', sections=['structure'], sizes='smoke', out=tmp_path/'no_base', progress=False,
+    out = run(tmp_path/'hf', sections=['gradient'], sizes='smoke', out=tmp_path/'no_base', progress=False,
               html=False, log=lambda s: None)
     m = metrics(out)
     needs_base = {s.name for s in study.SECTIONS if 'base' in s.needs}
