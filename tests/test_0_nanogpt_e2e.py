@@ -26,9 +26,11 @@ def test_e2e_interrupted_then_char_level_nanogpt_gets_all_five_sections(world, t
     env = {**os.environ, 'AMPLITUDE_NB_CACHE': str(tmp_path/'cache')}
     p = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                          preexec_fn=sigint_default)
-    for line in p.stdout:                                    # wait until the notebooks have started
-        if 'running the sections' in line: break
-    time.sleep(5)
+    t = time.time()                                          # wait until the first notebook runs in its kernel
+    while not list(tmp_path.glob(f'run.tmp-{p.pid}/*.ipynb')):
+        assert p.poll() is None and time.time() - t < 120, f"the run never started: {p.communicate()}"
+        time.sleep(0.2)
+    time.sleep(1.0)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=300)
     assert p.returncode == 130, err
