@@ -279,9 +279,16 @@ def default_cached(val_pct: int = 5) -> bool:
     "Whether the default corpus is already built (so that loading it takes a second, not a minute)."
     return (cache_dir()/f'corpus-{corpus_key(val_pct)}'/'meta.json').exists()
 
+_LOADED = {}      # the default corpus last read by this process, by its folder and the state of its meta.json
+
 def default_corpus(val_pct: int = 5) -> Corpus:
-    "The default documentation corpus (built once, then loaded from the cache)."
-    return read_corpus(_default_dir(val_pct))
+    """The default documentation corpus (built once, then loaded from the cache; read once per process while its
+    files are unchanged: a fresh copy of the lists each call, so a caller may change what it gets)."""
+    d = _default_dir(val_pct); st = (d/'meta.json').stat()
+    key = (str(d.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _LOADED: _LOADED.clear(); _LOADED[key] = read_corpus(d)
+    c = _LOADED[key]
+    return Corpus(list(c.docs), list(c.splits), c.sha256, c.source)
 
 def default_sft_pairs() -> list[dict]:
     "The default SFT pairs (`prompt`, `response`, `name`), none of whose responses is in `default_corpus()`."
