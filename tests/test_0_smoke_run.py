@@ -86,8 +86,8 @@ def start_run(ck, out, tmp, section='structure'):
 
 def test_interrupt_and_kill_leave_nothing_behind(smoke_run, tmp_path, refs):
     """Ctrl-C removes the partial run and the kernel's folder; a killed run's leftovers go at the next run, and that
-    run (the structure section, through the command line) gives the shared smoke run's metrics exactly: only `timing`
-    differs."""
+    run (the layer-gradient section, through the command line) gives the shared smoke run's metrics exactly (its table
+    holds every matrix's PR with bootstrap and null intervals): only `timing` differs."""
     out, tmp = tmp_path/'run', tmp_path/'tmp'
     shutil.copytree(smoke_run['out'], out); before = (out/'REPORT.md').read_text()
     p = start_run(refs['amplitudes'], out, tmp)
@@ -99,9 +99,9 @@ def test_interrupt_and_kill_leave_nothing_behind(smoke_run, tmp_path, refs):
     p = start_run(refs['amplitudes'], out, tmp)
     p.kill(); p.communicate(timeout=60)
     assert list(tmp_path.glob(f'run.tmp-{p.pid}')) and kernel_dirs(tmp)                    # what a SIGKILL leaves
-    cli('reproduce', '--profile', 'smoke', '--sections', 'structure', '--out', out, tmp=tmp)   # the next run
+    cli('reproduce', '--profile', 'smoke', '--sections', 'gradient', '--out', out, tmp=tmp)   # the next run
     assert not list(tmp_path.glob('run.tmp-*')) and kernel_dirs(tmp) == [] and not list(tmp.glob('*.json'))
     a, b = metrics(smoke_run['out']), metrics(out)
-    assert b['run']['sections'] == ['structure'] and a['structure'] == b['structure']
+    assert b['run']['sections'] == ['gradient'] and a['gradient'] == b['gradient']    # bootstrap and null intervals too
     drop = {'sections', 'skipped'}
     assert {k: v for k, v in a['run'].items() if k not in drop} == {k: v for k, v in b['run'].items() if k not in drop}
