@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #f50ffb2c
 from __future__ import annotations
-import ast, glob, hashlib, importlib.metadata, importlib.util, json, os, pickle, re, shutil, sys, sysconfig
+import ast, fcntl, glob, hashlib, importlib.metadata, importlib.util, json, os, pickle, re, shutil, sys, sysconfig
 import tempfile, time, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,12 +14,13 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 
 # %% auto #0
 __all__ = ['SKIP_DIRS', 'PACKAGES', 'DISTRIBUTIONS', 'SFT_PERMILLE', 'MIN_RESPONSE', 'MAX_RESPONSE', 'CORPUS_VERSION', 'MIN_DOC',
-           'DOC_CHARS', 'EOT', 'TOKENIZER_FILES', 'cache_dir', 'DataError', 'Corpus', 'make_corpus', 'save_corpus',
-           'read_corpus', 'source_files', 'module_name', 'signature', 'docstrings', 'header', 'source_roots', 'harvest',
-           'first_paragraph', 'sft_pair', 'sft_candidates', 'TextIndex', 'corpus_key', 'build_default',
-           'default_cached', 'default_corpus', 'default_sft_pairs', 'split_pairs', 'load_sft_pairs', 'get_sft_pairs',
-           'chunk_text', 'corpus_files', 'load_corpus', 'get_corpus', 'train_tokenizer', 'eot_id', 'read_meta_pkl',
-           'char_tokenizer', 'load_tokenizer', 'get_tokenizer', 'encode_corpus', 'lm_batch', 'SFTData', 'eval_batches']
+           'DOC_CHARS', 'EOT', 'TOKENIZER_FILES', 'cache_dir', 'DataError', 'build_lock', 'Corpus', 'make_corpus',
+           'save_corpus', 'read_corpus', 'source_files', 'module_name', 'signature', 'docstrings', 'header',
+           'source_roots', 'harvest', 'first_paragraph', 'sft_pair', 'sft_candidates', 'TextIndex', 'corpus_key',
+           'build_default', 'default_cached', 'default_corpus', 'default_sft_pairs', 'split_pairs', 'load_sft_pairs',
+           'get_sft_pairs', 'chunk_text', 'corpus_files', 'load_corpus', 'get_corpus', 'train_tokenizer', 'eot_id',
+           'read_meta_pkl', 'char_tokenizer', 'load_tokenizer', 'get_tokenizer', 'encode_corpus', 'lm_batch', 'SFTData',
+           'eval_batches']
 
 # %% ../nbs/00_data.ipynb #a6b67f16
 def cache_dir() -> Path:
@@ -43,6 +44,15 @@ def _building(dst: Path):
             if not dst.exists(): raise   # a full disk or a permission, not a race: say so
             # else another process finished the same entry first: keep theirs
     finally: shutil.rmtree(tmp, ignore_errors=True)
+
+@contextmanager
+def build_lock(dst: Path):
+    "Hold the lock for building the cache entry `dst` while the block runs: one builder at a time, the others wait."
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(dst.parent/f'.{dst.name}.lock', 'a') as f:
+        try: fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        except OSError: pass                      # no locks on this file system: build side by side, as before
+        yield
 
 def _sha(s: str) -> str: return hashlib.sha256(s.encode()).hexdigest()
 def _norm(s: str) -> str: return ' '.join(s.split())
@@ -269,10 +279,12 @@ def _default_dir(val_pct: int = 5) -> Path:
     "Build the default corpus and pairs if they are not cached; return their cache folder."
     d = cache_dir()/f'corpus-{corpus_key(val_pct)}'
     if not (d/'meta.json').exists():
-        c, pairs, info = build_default(val_pct)
-        with _building(d) as tmp:
-            save_corpus(c, tmp, **info)
-            (tmp/'sft.jsonl').write_text(''.join(json.dumps(p) + '\n' for p in pairs))
+        with build_lock(d):
+            if not (d/'meta.json').exists():                 # not built by another process while this one waited
+                c, pairs, info = build_default(val_pct)
+                with _building(d) as tmp:
+                    save_corpus(c, tmp, **info)
+                    (tmp/'sft.jsonl').write_text(''.join(json.dumps(p) + '\n' for p in pairs))
     return d
 
 def default_cached(val_pct: int = 5) -> bool:
@@ -464,8 +476,10 @@ def get_tokenizer(corpus: Corpus, vocab_size: int) -> Tokenizer:
     "The tokenizer for `corpus` (trained on its train split) with `vocab_size` tokens, cached."
     d = cache_dir()/f'tok-{corpus.sha256[:12]}-{vocab_size}'
     if not (d/'tokenizer.json').exists():
-        tok = train_tokenizer(corpus.texts('train'), vocab_size)
-        with _building(d) as tmp: tok.save(str(tmp/'tokenizer.json'))
+        with build_lock(d):
+            if not (d/'tokenizer.json').exists():
+                tok = train_tokenizer(corpus.texts('train'), vocab_size)
+                with _building(d) as tmp: tok.save(str(tmp/'tokenizer.json'))
     return load_tokenizer(d)
 
 # %% ../nbs/00_data.ipynb #f9e1c7a4
@@ -479,9 +493,11 @@ def encode_corpus(tok: Tokenizer, corpus: Corpus) -> dict[str, np.ndarray]:
     "Token ids of the train and val splits: each document followed by EOT, concatenated; cached."
     d = cache_dir()/f'ids-{_sha(tok.to_str())[:12]}-{corpus.sha256[:12]}'
     if not (d/'val.npy').exists():
-        out = {sp: _encode_docs(tok, corpus.texts(sp)) for sp in ('train', 'val')}
-        with _building(d) as tmp:
-            for sp, a in out.items(): np.save(tmp/f'{sp}.npy', a)
+        with build_lock(d):
+            if not (d/'val.npy').exists():
+                out = {sp: _encode_docs(tok, corpus.texts(sp)) for sp in ('train', 'val')}
+                with _building(d) as tmp:
+                    for sp, a in out.items(): np.save(tmp/f'{sp}.npy', a)
     return {sp: np.load(d/f'{sp}.npy') for sp in ('train', 'val')}
 
 # %% ../nbs/00_data.ipynb #f182d31f

@@ -276,18 +276,20 @@ def base_checkpoint(profile='smoke', progress=True) -> Path:
     corpus, tok, ids = profile_data(prof)
     d = base_dir(prof)
     if (d/'provenance.json').exists(): return _complete(d, precision_asked=prof.pretrain.precision)
-    t0 = time.time()
-    torch.manual_seed(prof.seed)
-    model = GPT(prof.model)
-    get, ev = lm_task(ids, prof.model.n_ctx, prof.pretrain, prof.seed)
-    rec = train(model, get, prof.pretrain, which='all', evals={'val': ev}, seed=prof.seed, desc=f"{prof.name} base",
-                progress=progress)
-    prov = _provenance(prof, corpus, rec, t0, kind='base', precision_asked=prof.pretrain.precision, n_params=n_params(model),
-                       train_tokens=int(len(ids['train'])), val_tokens=int(len(ids['val'])),
-                       base_train_tokens=rec['tokens'], base_val_loss=rec['evals'][-1]['loss'])
-    with _building(d) as tmp:
-        save_checkpoint(model, tmp, tok)
-        (tmp/'provenance.json').write_text(json.dumps(prov, indent=1))
+    with data.build_lock(d):                           # one builder; the others wait, then find it
+        if (d/'provenance.json').exists(): return _complete(d, precision_asked=prof.pretrain.precision)
+        t0 = time.time()
+        torch.manual_seed(prof.seed)
+        model = GPT(prof.model)
+        get, ev = lm_task(ids, prof.model.n_ctx, prof.pretrain, prof.seed)
+        rec = train(model, get, prof.pretrain, which='all', evals={'val': ev}, seed=prof.seed, desc=f"{prof.name} base",
+                    progress=progress)
+        prov = _provenance(prof, corpus, rec, t0, kind='base', precision_asked=prof.pretrain.precision, n_params=n_params(model),
+                           train_tokens=int(len(ids['train'])), val_tokens=int(len(ids['val'])),
+                           base_train_tokens=rec['tokens'], base_val_loss=rec['evals'][-1]['loss'])
+        with _building(d) as tmp:
+            save_checkpoint(model, tmp, tok)
+            (tmp/'provenance.json').write_text(json.dumps(prov, indent=1))
     return d
 
 def sft_splits(tok, n_ctx: int, pairs=None) -> dict:
@@ -318,21 +320,24 @@ def amplitude_checkpoint(profile='smoke', basis='random', progress=True, seed: i
     d = amplitude_dir(prof, basis, seed)
     if (d/'provenance.json').exists():
         return _complete(d, precision_asked=prof.amplitudes.precision, train_seed=seed)
-    t0 = time.time()
-    model = load_checkpoint(base_dir)
-    names = target_names(model, TARGETS)
-    covs = corpus_covariances(model, names, ids['train'], seed=prof.seed) if basis == 'spectral' else None
-    add_amplitudes(model, TARGETS, K=prof.K, basis=basis, seed=prof.seed, covs=covs)
-    sft = sft_splits(tok, prof.model.n_ctx, pairs)
-    get, ev = sft_task(sft['train'], sft['val'], prof.amplitudes)
-    rec = train(model, get, prof.amplitudes, which='amplitudes', evals={'val': ev}, seed=seed,
-                desc=f"{prof.name} amplitudes" + (f" seed {seed}" if seed != prof.seed else ''), progress=progress)
-    prov = _provenance(prof, corpus, rec, t0, kind='amplitudes', precision_asked=prof.amplitudes.precision,
-                       train_seed=seed, basis=basis, K=prof.K, targets=list(TARGETS),
-                       base=base_dir.name, sft_pairs={k: len(v) for k, v in sft.items()})
-    with _building(d) as tmp:
-        save_amplitude_checkpoint(model, tmp, tok)
-        (tmp/'provenance.json').write_text(json.dumps(prov, indent=1))
+    with data.build_lock(d):                           # one builder; the others wait, then find it
+        if (d/'provenance.json').exists():
+            return _complete(d, precision_asked=prof.amplitudes.precision, train_seed=seed)
+        t0 = time.time()
+        model = load_checkpoint(base_dir)
+        names = target_names(model, TARGETS)
+        covs = corpus_covariances(model, names, ids['train'], seed=prof.seed) if basis == 'spectral' else None
+        add_amplitudes(model, TARGETS, K=prof.K, basis=basis, seed=prof.seed, covs=covs)
+        sft = sft_splits(tok, prof.model.n_ctx, pairs)
+        get, ev = sft_task(sft['train'], sft['val'], prof.amplitudes)
+        rec = train(model, get, prof.amplitudes, which='amplitudes', evals={'val': ev}, seed=seed,
+                    desc=f"{prof.name} amplitudes" + (f" seed {seed}" if seed != prof.seed else ''), progress=progress)
+        prov = _provenance(prof, corpus, rec, t0, kind='amplitudes', precision_asked=prof.amplitudes.precision,
+                           train_seed=seed, basis=basis, K=prof.K, targets=list(TARGETS),
+                           base=base_dir.name, sft_pairs={k: len(v) for k, v in sft.items()})
+        with _building(d) as tmp:
+            save_amplitude_checkpoint(model, tmp, tok)
+            (tmp/'provenance.json').write_text(json.dumps(prov, indent=1))
     return d
 
 def reference_checkpoints(profile='smoke', progress=True, with_seeds=False) -> dict:
