@@ -11,8 +11,8 @@ import numpy as np, torch
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['GridTaskError', 'task_seed', 'run_task', 'grid_name', 'run_grid', 'grid_cluster', 'extend_grid', 'sweep_rates',
-           'lowest']
+__all__ = ['GridTaskError', 'task_seed', 'run_task', 'grid_name', 'default_workers', 'run_grid', 'grid_cluster', 'extend_grid',
+           'sweep_rates', 'lowest']
 
 # %% ../nbs/09_grid.ipynb #g0a1b2c9
 class GridTaskError(RuntimeError):
@@ -27,16 +27,16 @@ def task_seed(task) -> int:
     s = task.get('seed') if isinstance(task, dict) else getattr(task, 'seed', None)
     return int(s) if s is not None else 0
 
-def run_task(fn: Callable, task, shared, label: str):
-    "`fn(task, shared)` on one torch thread, seeded from `task_seed(task)`; an error becomes a one-line `GridTaskError`."
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def run_task(fn: Callable, task, shared, label: str, threads: int = 1):
+    "`fn(task, shared)` on `threads` torch threads, seeded from `task_seed(task)`; an error becomes a one-line `GridTaskError`."
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     s = task_seed(task)
     torch.manual_seed(s); np.random.seed(s % 2**32); random.seed(s)
     try: return fn(task, shared)
     except GridTaskError: raise
     except Exception as e: raise GridTaskError(f"{label} failed: {_one_line(e)}") from None
-    finally: torch.set_num_threads(threads)
+    finally: torch.set_num_threads(before)
 
 # %% ../nbs/09_grid.ipynb #g0a1b2d2
 def grid_name(task) -> str:
@@ -45,28 +45,32 @@ def grid_name(task) -> str:
     f = lambda v: f"{v:g}" if isinstance(v, float) else str(v)
     return ' '.join(f"{k}={f(v)}" for k, v in task.items() if isinstance(v, (str, int, float, bool)) or v is None)
 
-def _local_cluster(workers: int | None):
+def default_workers(threads: int = 1) -> int:
+    "Worker processes for tasks of `threads` torch threads: one per `threads` cores (at least one)."
+    return max(1, (os.cpu_count() or 1) // threads)
+
+def _local_cluster(workers: int | None, threads: int = 1):
     from distributed import LocalCluster
-    return LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1, processes=True,
+    return LocalCluster(n_workers=workers or default_workers(threads), threads_per_worker=1, processes=True,
                         dashboard_address=':0', silence_logs=logging.ERROR)
 
 def run_grid(fn: Callable, tasks: Sequence, *, shared=None, workers: int | None = None, scheduler: str | None = None,
-             progress: bool = True, name: Callable = grid_name, desc: str = 'task') -> list:
+             progress: bool = True, name: Callable = grid_name, desc: str = 'task', threads: int = 1) -> list:
     "[fn(task, shared) for task in tasks], in input order: here (`workers=1`), on a local cluster, or on `scheduler`."
     tasks = list(tasks)
     label = lambda t: f"{desc} {name(t)}".strip()
     scheduler = scheduler or os.environ.get('DASK_SCHEDULER_ADDRESS') or None
     if not tasks: return []
     if scheduler is None and (workers == 1 or len(tasks) == 1):
-        return [run_task(fn, t, shared, label(t)) for t in tqdm(tasks, desc=desc, disable=not progress)]
+        return [run_task(fn, t, shared, label(t), threads) for t in tqdm(tasks, desc=desc, disable=not progress)]
     from distributed import Client, as_completed
     cluster = client = None
     futs = []
     try:
-        cluster = None if scheduler else _local_cluster(workers)
+        cluster = None if scheduler else _local_cluster(workers, threads)
         client = Client(scheduler or cluster)
         sh = client.scatter([shared], broadcast=True)[0] if shared is not None else None
-        futs = [client.submit(run_task, fn, t, sh, label(t), pure=False) for t in tasks]
+        futs = [client.submit(run_task, fn, t, sh, label(t), threads, pure=False) for t in tasks]
         index = {f.key: i for i, f in enumerate(futs)}
         out = [None] * len(tasks)
         with tqdm(total=len(tasks), desc=desc, disable=not progress) as bar:
@@ -86,13 +90,13 @@ def run_grid(fn: Callable, tasks: Sequence, *, shared=None, workers: int | None 
 
 # %% ../nbs/09_grid.ipynb #g0a1b2f2
 @contextmanager
-def grid_cluster(workers: int | None = None, scheduler: str | None = None):
+def grid_cluster(workers: int | None = None, scheduler: str | None = None, threads: int = 1):
     "The `scheduler` for the `run_grid` calls of a block: the given one; None for `workers=1`; else a local cluster's, closed on exit."
     scheduler = scheduler or os.environ.get('DASK_SCHEDULER_ADDRESS') or None
     if scheduler is not None or workers == 1:
         yield scheduler
         return
-    cluster = _local_cluster(workers)
+    cluster = _local_cluster(workers, threads)
     try: yield cluster.scheduler_address
     finally: cluster.close()
 

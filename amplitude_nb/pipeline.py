@@ -48,7 +48,8 @@ def section_params(section: str, checkpoint, out_dir, *, sizes='paper', corpus=N
     """The papermill parameters of `section` for one run; `sizes`: the profile whose statistics sizes to use.
     `seed_amplitudes`: every seed's amplitude checkpoint (folders or files, the first `checkpoint`'s), handed to the
     amplitude sections as `seed_amplitudes_paths`; None (one amplitude set) leaves them to say why they skip seeds.
-    `compute`: {'workers', 'scheduler', 'device'} for the grid sections (absent keys keep the notebooks' defaults)."""
+    `compute`: {'workers', 'scheduler', 'device', 'task_threads'} for the grid sections (absent keys keep the notebooks'
+    defaults)."""
     p = dict(out_dir=str(out_dir), seed=seed)
     amp_file = lambda d: str(Path(d)/'amplitudes.safetensors' if Path(d).suffix != '.safetensors' else Path(d))
     if section in AMPLITUDE_SECTIONS: p['amplitudes_path'] = amp_file(checkpoint)
@@ -60,7 +61,7 @@ def section_params(section: str, checkpoint, out_dir, *, sizes='paper', corpus=N
     if section == 'sft' and schedule_path is not None: p['schedule_path'] = str(schedule_path)
     if section == 'compression' and raw_checkpoint is not None: p['raw_checkpoint'] = str(raw_checkpoint)
     p.update(study.profile_spec(sizes).sections.get(section, {}))
-    if section in GRID_SECTIONS: p.update({k: v for k, v in (compute or {}).items() if k in ('workers', 'scheduler', 'device')})
+    if section in GRID_SECTIONS: p.update({k: v for k, v in (compute or {}).items() if k in ('workers', 'scheduler', 'device', 'task_threads')})
     return p
 
 # %% ../nbs/20_pipeline.ipynb #f5c53173
@@ -343,19 +344,24 @@ def _write_report(run_dir: Path, metrics: dict) -> list[Path]:
 
 # %% ../nbs/20_pipeline.ipynb #cmp00001
 def compute_record(compute: dict | None) -> dict:
-    "`timing`'s record of where the grids ran: `workers` (a count, or the scheduler's address) and `device`."
+    """`timing`'s record of where the grids ran: `workers` (a count, or the scheduler's address), `device`, and
+    `task_threads` (torch threads per task: part of what the results are)."""
+    from amplitude_nb.grid import default_workers
     c = dict(compute or {})
+    threads = int(c.get('task_threads') or 1)
     if sched := c.get('scheduler') or os.environ.get('DASK_SCHEDULER_ADDRESS'): workers = sched
-    elif 'workers' in c: workers = c['workers'] or os.cpu_count()     # None: one per core
-    else: workers = 1                                                  # the notebooks' default: in-process
-    return dict(workers=workers, device=str(c.get('device', 'cpu')))
+    elif 'workers' in c: workers = c['workers'] or default_workers(threads)   # None: one per `threads` cores
+    else: workers = 1                                                        # the notebooks' default: in-process
+    return dict(workers=workers, device=str(c.get('device', 'cpu')), task_threads=threads)
 
 def resolve_compute(compute: dict | None, sizes: str) -> dict:
     """`compute` with `workers` decided where the caller left it open (absent or None): the profile's `workers` (the
     smoke profile's training runs take a fraction of a second, less than a worker process costs to start), else one
-    worker per core."""
+    worker per `task_threads` cores (default one per core)."""
     c = dict(compute or {})
-    if c.get('workers') is None: c['workers'] = study.profile_spec(sizes).workers or os.cpu_count()
+    if c.get('workers') is None:
+        from amplitude_nb.grid import default_workers
+        c['workers'] = study.profile_spec(sizes).workers or default_workers(int(c.get('task_threads') or 1))
     return c
 
 # %% ../nbs/20_pipeline.ipynb #562edcf1

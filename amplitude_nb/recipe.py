@@ -166,13 +166,13 @@ def cell_task(task: dict, shared: dict) -> dict:
 
 def sweep_cells(cells: dict, tc_for, targets: dict, shared: dict, *, seed: int = 0, max_extensions: int = 3,
                 workers: int | None = 1, scheduler: str | None = None, progress: bool = False, name=str,
-                task=None) -> dict:
+                task=None, threads: int = 1) -> dict:
     """{key: sweep} for `cells` {key: (cell, rates)}: one rate is trained; several are matched to `targets[key]` (a val loss)
     by `match_rate`, a rate at an edge extending the grid. `tc_for(cell, lr)` → TrainConfig; `task`: `cell_task`."""
     def phase(todo):
         tasks = [dict(run=name(cells[k][0]), lr=lr, seed=seed, cell=cells[k][0], tc=tc_for(cells[k][0], lr)) for k, lr in todo]
         return run_grid(task or cell_task, tasks, shared=shared, workers=workers, scheduler=scheduler, progress=progress,
-                        desc='recipe task', name=lambda t: f"{t['run']} lr={t['lr']:g}")
+                        desc='recipe task', threads=threads, name=lambda t: f"{t['run']} lr={t['lr']:g}")
     def pick(k, res):
         return match_rate({lr: r['val_after'] for lr, r in res.items()}, targets[k]) if len(res) > 1 else next(iter(res))
     return sweep_rates(phase, {k: rates for k, (c, rates) in cells.items()}, pick, max_extensions)

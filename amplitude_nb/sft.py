@@ -278,11 +278,11 @@ def _curve(out: dict, L0: dict) -> list[dict]:
 
 def sweep_arms(grids: dict, seeds, shared: dict, *, follow: dict | None = None, cached: dict | None = None,
                max_extensions: int = 3, workers: int | None = 1, scheduler: str | None = None,
-               progress: bool = False) -> tuple:
+               progress: bool = False, threads: int = 1) -> tuple:
     """(runs, curves, choices) of the arms of `grids` {arm: rates}, in its order: `follow` {arm: the arm whose chosen rate
     it takes}, `cached` {arm: `sweep_summary` of an identical earlier sweep}; choices {arm: {lr, lr_grid, lr_edge}}."""
     follow, cached, s0, L0, steps = follow or {}, cached or {}, seeds[0], shared['L0'], shared['tc'].steps
-    kw = dict(shared=shared, workers=workers, scheduler=scheduler, progress=progress, desc='sft task',
+    kw = dict(shared=shared, workers=workers, scheduler=scheduler, progress=progress, desc='sft task', threads=threads,
               name=lambda t: f"arm={t['arm']} lr={t['lr']:g} seed={t['seed']}")
     swept = [a for a, g in grids.items() if a not in follow and a not in cached and len(set(g)) > 1]
     phase = lambda todo: run_grid(arm_task, [dict(arm=a, lr=lr, seed=s0, judge=True, keep=True) for a, lr in todo], **kw)

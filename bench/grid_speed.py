@@ -6,6 +6,9 @@ first seed (validation loss judged), then the other seeds at the middle rate of 
 at `full`'s middle rate (the notebook runs them at the chosen rate; the cost is the same). The same tasks run twice in
 one process: serially (`workers=1`, one thread a task, as every grid task runs, so the baseline is one core) and on a local cluster of `--workers` worker processes (the
 cluster's start-up counted). The records of the two passes are compared (everything but the runs' clocks).
+`--threads T` adds a third pass: every task on T torch threads, on cores // T workers (in this process when that is
+one), timed the same way: "threads_seconds", "threads_speedup" (serial / it) and "threads_vs_workers" (the second
+pass / it). Its records are not compared with the others: the thread count is part of a result.
 `--json` prints one JSON object {"tasks", "serial_seconds", "workers", "workers_seconds", "speedup", ...} and nothing
 else. The machine's load average before and after is part of it: on shared cores the ratio is only as good as that.
 """
@@ -18,7 +21,7 @@ from amplitude_nb.data import load_tokenizer, eval_batches
 from amplitude_nb.train import TrainConfig, reference_checkpoints, sft_splits, sft_task, profile_data
 from amplitude_nb.structure import structure_table
 from amplitude_nb.gradient import freeze_schedule
-from amplitude_nb.grid import run_grid
+from amplitude_nb.grid import run_grid, default_workers
 from amplitude_nb.sft import (ARMS, ArmInputs, arm_bases, freeze_plan, amplitude_count, lora_rank, vera_rank,
                               sft_shared, arm_task)
 
@@ -64,6 +67,7 @@ def main(argv=None):
     ap.add_argument('--profile', default='quick')
     ap.add_argument('--workers', type=int, default=os.cpu_count())
     ap.add_argument('--steps', type=int, default=None, help="steps a run (default: the profile's SFT steps)")
+    ap.add_argument('--threads', type=int, default=None, help='also time every task on this many torch threads')
     ap.add_argument('--json', action='store_true')
     a = ap.parse_args(argv)
     started = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
@@ -79,10 +83,19 @@ def main(argv=None):
     t = time.perf_counter()
     par = run_grid(arm_task, tasks, shared=shared, workers=a.workers, progress=not a.json, desc=f'{a.workers} workers')
     par_s = time.perf_counter() - t
+    extra = {}
+    if a.threads and a.threads > 1:
+        tw = default_workers(a.threads)
+        t = time.perf_counter()
+        run_grid(arm_task, tasks, shared=shared, workers=tw, threads=a.threads, progress=not a.json,
+                 desc=f'{tw} workers x {a.threads} threads')
+        th_s = time.perf_counter() - t
+        extra = dict(threads=a.threads, threads_workers=tw, threads_seconds=round(th_s, 2),
+                     threads_speedup=round(serial_s / th_s, 3), threads_vs_workers=round(par_s / th_s, 3))
     strip = lambda rs: json.dumps([{k: v for k, v in r.items() if k not in CLOCKS} for r in rs], default=str)  # NaN == NaN
     out = dict(tasks=len(tasks), serial_seconds=round(serial_s, 2), workers=a.workers, workers_seconds=round(par_s, 2),
                speedup=round(serial_s / par_s, 3), profile=a.profile, steps=shared['tc'].steps,
-               identical_records=strip(serial) == strip(par), cpu_count=os.cpu_count(),
+               identical_records=strip(serial) == strip(par), **extra, cpu_count=os.cpu_count(),
                load_average_before=[round(x, 2) for x in load_before],
                load_average_after=[round(x, 2) for x in os.getloadavg()],
                command=' '.join(['python', 'bench/grid_speed.py', *(argv if argv is not None else sys.argv[1:])]),

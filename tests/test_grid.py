@@ -16,6 +16,8 @@ def tiny_run(task, shared):
     rec = train(m, get, TrainConfig(steps=3, batch_size=4, lr=task['lr'], warmup=1), seed=task['seed'], progress=False)
     return dict(lr=task['lr'], seed=task['seed'], losses=[s['loss'] for s in rec['steps']], pid=None)
 
+def n_threads(task, shared): return torch.get_num_threads()
+
 def failing(task, shared):
     if task['seed'] == 1: raise ValueError("rank too large\nmore detail")
     return task['seed']
@@ -37,6 +39,14 @@ def test_same_records(cluster, shared):
     assert there == here
     assert [(r['lr'], r['seed']) for r in there] == [(t['lr'], t['seed']) for t in TASKS]
     assert len({tuple(r['losses']) for r in here}) == len(TASKS)       # the tasks differ: the test can tell them apart
+
+def test_two_threads_per_task(cluster, shared):
+    "`threads=2`: every task runs on two torch threads, in this process and on the workers, with the same records."
+    here = run_grid(tiny_run, TASKS, shared=shared, workers=1, threads=2, progress=False)
+    there = run_grid(tiny_run, TASKS, shared=shared, scheduler=cluster.scheduler_address, threads=2, progress=False)
+    assert there == here
+    assert run_grid(n_threads, TASKS, scheduler=cluster.scheduler_address, threads=2, progress=False) == [2] * len(TASKS)
+    assert run_grid(n_threads, TASKS, scheduler=cluster.scheduler_address, progress=False) == [1] * len(TASKS)
 
 def test_killed_worker(cluster, shared):
     here = run_grid(tiny_run, TASKS, shared=shared, workers=1, progress=False)
