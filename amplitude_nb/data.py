@@ -14,13 +14,13 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 
 # %% auto #0
 __all__ = ['SKIP_DIRS', 'PACKAGES', 'DISTRIBUTIONS', 'SFT_PERMILLE', 'MIN_RESPONSE', 'MAX_RESPONSE', 'CORPUS_VERSION', 'MIN_DOC',
-           'DOC_CHARS', 'EOT', 'TOKENIZER_FILES', 'cache_dir', 'DataError', 'build_lock', 'Corpus', 'make_corpus',
-           'save_corpus', 'read_corpus', 'source_files', 'module_name', 'signature', 'docstrings', 'header',
-           'source_roots', 'harvest', 'first_paragraph', 'sft_pair', 'sft_candidates', 'TextIndex', 'corpus_key',
-           'build_default', 'default_cached', 'default_corpus', 'default_sft_pairs', 'split_pairs', 'load_sft_pairs',
-           'get_sft_pairs', 'chunk_text', 'corpus_files', 'load_corpus', 'get_corpus', 'train_tokenizer', 'eot_id',
-           'read_meta_pkl', 'char_tokenizer', 'load_tokenizer', 'get_tokenizer', 'encode_corpus', 'lm_batch', 'SFTData',
-           'eval_batches']
+           'DOC_CHARS', 'EOT', 'TOKENIZER_FILES', 'cache_dir', 'DataError', 'build_lock', 'build_once', 'Corpus',
+           'make_corpus', 'save_corpus', 'read_corpus', 'source_files', 'module_name', 'signature', 'docstrings',
+           'header', 'source_roots', 'harvest', 'first_paragraph', 'sft_pair', 'sft_candidates', 'TextIndex',
+           'corpus_key', 'build_default', 'default_cached', 'default_corpus', 'default_sft_pairs', 'split_pairs',
+           'load_sft_pairs', 'get_sft_pairs', 'chunk_text', 'corpus_files', 'load_corpus', 'get_corpus',
+           'train_tokenizer', 'eot_id', 'read_meta_pkl', 'char_tokenizer', 'load_tokenizer', 'get_tokenizer',
+           'encode_corpus', 'lm_batch', 'SFTData', 'eval_batches']
 
 # %% ../nbs/00_data.ipynb #a6b67f16
 def cache_dir() -> Path:
@@ -53,6 +53,15 @@ def build_lock(dst: Path):
         try: fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         except OSError: pass                      # no locks on this file system: build side by side, as before
         yield
+
+def build_once(dst: Path, done: str, build) -> Path:
+    """The cache entry `dst`: when its file `done` is missing, `build(tmp)` writes it into a temporary folder that then
+    becomes `dst`; one process builds while the others wait for it and find it built."""
+    if not (dst/done).exists():
+        with build_lock(dst):
+            if not (dst/done).exists():                      # not built by another process while this one waited
+                with _building(dst) as tmp: build(tmp)
+    return dst
 
 def _sha(s: str) -> str: return hashlib.sha256(s.encode()).hexdigest()
 def _norm(s: str) -> str: return ' '.join(s.split())
@@ -277,15 +286,11 @@ def build_default(val_pct: int = 5) -> tuple[Corpus, list[dict], dict]:
 
 def _default_dir(val_pct: int = 5) -> Path:
     "Build the default corpus and pairs if they are not cached; return their cache folder."
-    d = cache_dir()/f'corpus-{corpus_key(val_pct)}'
-    if not (d/'meta.json').exists():
-        with build_lock(d):
-            if not (d/'meta.json').exists():                 # not built by another process while this one waited
-                c, pairs, info = build_default(val_pct)
-                with _building(d) as tmp:
-                    save_corpus(c, tmp, **info)
-                    (tmp/'sft.jsonl').write_text(''.join(json.dumps(p) + '\n' for p in pairs))
-    return d
+    def build(tmp):
+        c, pairs, info = build_default(val_pct)
+        save_corpus(c, tmp, **info)
+        (tmp/'sft.jsonl').write_text(''.join(json.dumps(p) + '\n' for p in pairs))
+    return build_once(cache_dir()/f'corpus-{corpus_key(val_pct)}', 'meta.json', build)
 
 def default_cached(val_pct: int = 5) -> bool:
     "Whether the default corpus is already built (so that loading it takes a second, not a minute)."
@@ -475,11 +480,7 @@ def load_tokenizer(path, require_eot: bool = True) -> Tokenizer:
 def get_tokenizer(corpus: Corpus, vocab_size: int) -> Tokenizer:
     "The tokenizer for `corpus` (trained on its train split) with `vocab_size` tokens, cached."
     d = cache_dir()/f'tok-{corpus.sha256[:12]}-{vocab_size}'
-    if not (d/'tokenizer.json').exists():
-        with build_lock(d):
-            if not (d/'tokenizer.json').exists():
-                tok = train_tokenizer(corpus.texts('train'), vocab_size)
-                with _building(d) as tmp: tok.save(str(tmp/'tokenizer.json'))
+    build_once(d, 'tokenizer.json', lambda tmp: train_tokenizer(corpus.texts('train'), vocab_size).save(str(tmp/'tokenizer.json')))
     return load_tokenizer(d)
 
 # %% ../nbs/00_data.ipynb #f9e1c7a4
@@ -492,12 +493,9 @@ def _encode_docs(tok: Tokenizer, docs: list[str]) -> np.ndarray:
 def encode_corpus(tok: Tokenizer, corpus: Corpus) -> dict[str, np.ndarray]:
     "Token ids of the train and val splits: each document followed by EOT, concatenated; cached."
     d = cache_dir()/f'ids-{_sha(tok.to_str())[:12]}-{corpus.sha256[:12]}'
-    if not (d/'val.npy').exists():
-        with build_lock(d):
-            if not (d/'val.npy').exists():
-                out = {sp: _encode_docs(tok, corpus.texts(sp)) for sp in ('train', 'val')}
-                with _building(d) as tmp:
-                    for sp, a in out.items(): np.save(tmp/f'{sp}.npy', a)
+    def build(tmp):
+        for sp in ('train', 'val'): np.save(tmp/f'{sp}.npy', _encode_docs(tok, corpus.texts(sp)))
+    build_once(d, 'val.npy', build)
     return {sp: np.load(d/f'{sp}.npy') for sp in ('train', 'val')}
 
 # %% ../nbs/00_data.ipynb #f182d31f

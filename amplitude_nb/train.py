@@ -239,7 +239,6 @@ def _complete(d: Path, **fields) -> Path:
         p.write_text(json.dumps({**prov, **missing}, indent=1) + '\n')
     return d
 
-_building = data._building   # write into a temporary sibling, renamed into place on success
 
 def profile_data(profile) -> tuple:
     "(corpus, tokenizer, token ids) of a profile: the default corpus, cut to `corpus_docs` for smoke."
@@ -275,9 +274,7 @@ def base_checkpoint(profile='smoke', progress=True) -> Path:
     prof = get_profile(profile)
     corpus, tok, ids = profile_data(prof)
     d = base_dir(prof)
-    if (d/'provenance.json').exists(): return _complete(d, precision_asked=prof.pretrain.precision)
-    with data.build_lock(d):                           # one builder; the others wait, then find it
-        if (d/'provenance.json').exists(): return _complete(d, precision_asked=prof.pretrain.precision)
+    def build(tmp):
         t0 = time.time()
         torch.manual_seed(prof.seed)
         model = GPT(prof.model)
@@ -287,10 +284,10 @@ def base_checkpoint(profile='smoke', progress=True) -> Path:
         prov = _provenance(prof, corpus, rec, t0, kind='base', precision_asked=prof.pretrain.precision, n_params=n_params(model),
                            train_tokens=int(len(ids['train'])), val_tokens=int(len(ids['val'])),
                            base_train_tokens=rec['tokens'], base_val_loss=rec['evals'][-1]['loss'])
-        with _building(d) as tmp:
-            save_checkpoint(model, tmp, tok)
-            (tmp/'provenance.json').write_text(json.dumps(prov, indent=1))
-    return d
+        save_checkpoint(model, tmp, tok)
+        (tmp/'provenance.json').write_text(json.dumps(prov, indent=1))
+    data.build_once(d, 'provenance.json', build)          # one builder; the others wait, then find it
+    return _complete(d, precision_asked=prof.pretrain.precision)
 
 def sft_splits(tok, n_ctx: int, pairs=None) -> dict:
     "SFTData for the train/val/test splits of `pairs` (default: the held-out stdlib pairs)."
@@ -318,11 +315,7 @@ def amplitude_checkpoint(profile='smoke', basis='random', progress=True, seed: i
     corpus, tok, ids = profile_data(prof)
     pairs = data.default_sft_pairs()
     d = amplitude_dir(prof, basis, seed)
-    if (d/'provenance.json').exists():
-        return _complete(d, precision_asked=prof.amplitudes.precision, train_seed=seed)
-    with data.build_lock(d):                           # one builder; the others wait, then find it
-        if (d/'provenance.json').exists():
-            return _complete(d, precision_asked=prof.amplitudes.precision, train_seed=seed)
+    def build(tmp):
         t0 = time.time()
         model = load_checkpoint(base_dir)
         names = target_names(model, TARGETS)
@@ -335,10 +328,10 @@ def amplitude_checkpoint(profile='smoke', basis='random', progress=True, seed: i
         prov = _provenance(prof, corpus, rec, t0, kind='amplitudes', precision_asked=prof.amplitudes.precision,
                            train_seed=seed, basis=basis, K=prof.K, targets=list(TARGETS),
                            base=base_dir.name, sft_pairs={k: len(v) for k, v in sft.items()})
-        with _building(d) as tmp:
-            save_amplitude_checkpoint(model, tmp, tok)
-            (tmp/'provenance.json').write_text(json.dumps(prov, indent=1))
-    return d
+        save_amplitude_checkpoint(model, tmp, tok)
+        (tmp/'provenance.json').write_text(json.dumps(prov, indent=1))
+    data.build_once(d, 'provenance.json', build)          # one builder; the others wait, then find it
+    return _complete(d, precision_asked=prof.amplitudes.precision, train_seed=seed)
 
 def reference_checkpoints(profile='smoke', progress=True, with_seeds=False) -> dict:
     """{'base': dir, 'amplitudes': dir} for `profile`, built once and cached; `with_seeds` adds 'amplitudes_seeds',
